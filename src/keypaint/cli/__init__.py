@@ -1,0 +1,1 @@
+"""The `keypaint` command line: builds `GenerationParams` and calls the `Painter`."""

@@ -1,0 +1,94 @@
+"""`keypaint ...`: generate, info, models, samplers (and the data, train, export, eval groups)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keypaint.cli.errors import user_errors
+from keypaint.cli.generate import generate_command
+
+app = typer.Typer(
+    name="keypaint",
+    help="Keywords in, picture out: Stable Diffusion with a built-in model that works offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+
+app.command("generate", no_args_is_help=True)(generate_command)
+
+
+@app.command("samplers")
+def samplers_command() -> None:
+    """List the samplers by the names A1111 users know, and the diffusers scheduler behind each."""
+    from keypaint.core.samplers import SPECS
+
+    table = Table("sampler", "diffusers scheduler", "what it is")
+    for sampler, spec in SPECS.items():
+        table.add_row(sampler.value, spec.scheduler.__name__, spec.description)
+    console.print(table)
+
+
+@app.command("models")
+@user_errors
+def models_command(
+    home: Annotated[
+        Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
+    ] = None,
+) -> None:
+    """List the built-in model and the models in the model folder (<home>/models)."""
+    from keypaint.models.loader import keypaint_home, list_models
+
+    table = Table("name", "format", "kind", "size", "path")
+    for entry in list_models(home):
+        size = f"{entry.size / 1e6:,.0f} MB" if entry.size else ""
+        table.add_row(entry.name, entry.format, entry.kind or "?", size, str(entry.path or ""))
+    console.print(table)
+    console.print(f"model folder: {(home or keypaint_home()) / 'models'}")
+
+
+@app.command("info", no_args_is_help=True)
+@user_errors
+def info_command(
+    images: Annotated[list[Path], typer.Argument(help="pictures made by keypaint or A1111")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the reproduction JSON only")] = False,
+) -> None:
+    """Print the parameters stored in pictures (A1111 infotext and keypaint's JSON)."""
+    from keypaint.outputs.store import read_metadata
+
+    for path in images:
+        meta = read_metadata(path)
+        if as_json:
+            console.print_json(json.dumps(meta.data or {}))
+            continue
+        console.rule(str(path))
+        if meta.infotext is None and meta.data is None:
+            console.print("no generation parameters stored in this picture")
+        if meta.infotext:
+            console.print(meta.infotext, markup=False)
+        if meta.data:
+            console.print_json(json.dumps(meta.data))
+
+
+def _mount_optional() -> None:
+    """Sub-commands that live in their own modules (data preparation, training, export, evaluation)."""
+    from keypaint.cli.data_cmd import data_app
+    from keypaint.cli.eval_cmd import eval_command
+    from keypaint.cli.train_cmd import export_command, train_app
+
+    app.add_typer(data_app, name="data", help="Prepare training data.")
+    app.add_typer(train_app, name="train", help="Train the built-in model's parts (vae, unet, scorer).")
+    app.command("export", no_args_is_help=True)(export_command)
+    app.command("eval")(eval_command)
+
+
+def main() -> None:
+    _mount_optional()
+    app()

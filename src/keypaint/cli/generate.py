@@ -1,0 +1,168 @@
+"""`keypaint generate`: keywords in, pictures out, with the parameters stored in each file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from keypaint.cli.errors import user_errors
+from keypaint.cli.images import parse_size, read_image
+from keypaint.core.params import GenerationParams, Limits
+from keypaint.core.samplers import Sampler
+from keypaint.errors import InvalidParams
+
+console = Console(highlight=False)
+
+
+@user_errors
+def generate_command(
+    keywords: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help='keywords, e.g. "red apple" fruit; A1111 emphasis works: "(red:1.3)", "[shadow]"'
+        ),
+    ] = None,
+    negative: Annotated[list[str] | None, typer.Option("--negative", "-n", help="keywords to avoid")] = None,
+    steps: Annotated[int | None, typer.Option(help="denoising steps [default: 20]")] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="sampler name, see `keypaint samplers` [default: DPM++ 2M Karras]")
+    ] = None,
+    cfg: Annotated[float | None, typer.Option("--cfg", help="guidance scale [default: 7]")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed; -1 picks one at random [default: -1]")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="WIDTHxHEIGHT, multiples of 8 [default: the model's]")
+    ] = None,
+    batch: Annotated[int | None, typer.Option(help="pictures per batch; picture i uses seed+i")] = None,
+    count: Annotated[int | None, typer.Option(help="batches to run one after another")] = None,
+    init: Annotated[Path | None, typer.Option(help="init image: img2img (with --mask: inpainting)")] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option(help="img2img: how much of the init image to noise away, 0..1 [default: 0.75]"),
+    ] = None,
+    mask: Annotated[Path | None, typer.Option(help="inpainting mask, white = repaint")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="model name (see `keypaint models`), file or folder [default: the built-in model]"),
+    ] = None,
+    vae: Annotated[Path | None, typer.Option(help="a separate VAE file or folder")] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="allow .ckpt/.pt/.bin files (read weights-only)")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (fp16 on GPUs, fp32 on CPUs), fp32, fp16 or bf16")
+    ] = "auto",
+    out: Annotated[Path, typer.Option(help="output folder; pictures go to OUT/YYYY-MM-DD/")] = Path(
+        "outputs"
+    ),
+    from_image: Annotated[
+        Path | None,
+        typer.Option("--from", help="re-make a picture from its stored parameters (options given override)"),
+    ] = None,
+    max_pixels: Annotated[int, typer.Option(help="pixel budget per picture")] = Limits().max_pixels,
+    home: Annotated[
+        Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
+    ] = None,
+) -> None:
+    """Make pictures from keywords and save them with their parameters."""
+    from keypaint.outputs.store import check_writable, output_dir
+
+    limits = Limits(max_pixels=max_pixels)
+    overrides: dict[str, Any] = {
+        "steps": steps,
+        "guidance_scale": cfg,
+        "seed": seed,
+        "batch_size": batch,
+        "batch_count": count,
+        "strength": strength,
+        "sampler": Sampler.parse(sampler) if sampler is not None else None,
+    }
+    if size is not None:
+        overrides["width"], overrides["height"] = parse_size(size)
+    if keywords:
+        overrides["prompt"] = ", ".join(k.strip() for k in keywords if k.strip())
+    if negative:
+        overrides["negative_prompt"] = ", ".join(k.strip() for k in negative if k.strip())
+    if init is not None:
+        overrides["init_image"] = read_image(init, "init image")
+    if mask is not None:
+        overrides["mask"] = read_image(mask, "mask")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    params = _base_params(from_image, overrides)
+    params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
+    check_writable(out)
+
+    from keypaint.core.painter import Painter
+
+    painter = Painter.load(
+        model if model is not None else _from_model(from_image),
+        device=device,
+        dtype=dtype,
+        vae=vae,
+        allow_pickle=allow_pickle,
+        home=home,
+        limits=limits,
+    )
+    results = _run_with_progress(painter, params)
+    folder = output_dir(out)
+    from keypaint.outputs.results import save_generated
+
+    for result in results:
+        path = save_generated(result, folder)
+        console.print(f"{path}  [dim]seed {result.seed}[/]")
+
+
+def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> GenerationParams:
+    if from_image is None:
+        if "prompt" not in overrides:
+            raise InvalidParams("keywords", 'give some keywords, e.g. keypaint generate "red apple"')
+        return GenerationParams(**overrides)
+    from keypaint.outputs.store import params_from_metadata, read_metadata
+
+    params = params_from_metadata(read_metadata(from_image), **overrides)
+    if params.init_image is None and ((params_mode := _stored_mode(from_image)) != "txt2img"):
+        raise InvalidParams(
+            "--init", f"{from_image} was made with {params_mode}: give its --init image again"
+        )
+    return params
+
+
+def _stored_mode(path: Path) -> str:
+    from keypaint.outputs.store import read_metadata
+
+    data = read_metadata(path).data or {}
+    recorded = data.get("params")
+    return str(recorded.get("mode", "txt2img")) if isinstance(recorded, dict) else "txt2img"
+
+
+def _from_model(from_image: Path | None) -> str | None:
+    """The model a stored picture was made with (by name), so --from re-makes it with the same one."""
+    if from_image is None:
+        return None
+    from keypaint.outputs.store import read_metadata
+
+    data = read_metadata(from_image).data or {}
+    name = (data.get("model") or {}).get("name") if isinstance(data.get("model"), dict) else None
+    return None if name in (None, "keypaint-emoji") else str(name)
+
+
+def _run_with_progress(painter: Any, params: GenerationParams) -> list[Any]:
+    from keypaint.core.painter import StepEvent
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("painting", total=None)
+
+        def on_step(event: StepEvent) -> None:
+            progress.update(
+                task,
+                total=event.steps * event.batches,
+                completed=event.batch * event.steps + event.step,
+                description=f"batch {event.batch + 1}/{event.batches}",
+            )
+
+        return painter.generate(params, on_step=on_step)

@@ -1,0 +1,119 @@
+"""`GenerationParams`: everything one generation needs, checked before any heavy work."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+from PIL import Image
+
+from keypaint.core.samplers import Sampler
+from keypaint.errors import InvalidParams
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; the CLI and the server share these (configurable)."""
+
+    max_pixels: int = 1536 * 1536  # width x height of one picture
+    max_steps: int = 1000  # the length of the training schedule
+    max_batch_size: int = 16
+    max_batch_count: int = 100
+    max_prompt_chars: int = 10_000
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """One generation request. Front ends only build this and hand it to `Painter`."""
+
+    prompt: str  # keywords, comma-separated; A1111 emphasis such as "(red:1.3)" works
+    negative_prompt: str = ""  # keywords the picture should avoid
+    steps: int = 20  # denoising steps of the reverse chain
+    guidance_scale: float = 7.0  # classifier-free guidance scale; 1 turns guidance off
+    sampler: Sampler = Sampler.DPMPP_2M_KARRAS
+    seed: int = -1  # -1 draws a random seed, recorded in the output
+    width: int | None = None  # None: the model's native size
+    height: int | None = None
+    batch_size: int = 1  # pictures per forward pass; item i uses seed + i
+    batch_count: int = 1  # batches run one after another (seeds continue)
+    init_image: Image.Image | None = field(default=None, repr=False)  # img2img / inpainting source
+    strength: float = 0.75  # img2img: how far along the forward chain the init image is noised (0..1)
+    mask: Image.Image | None = field(default=None, repr=False)  # inpainting: white = repaint
+
+    @classmethod
+    def from_keywords(
+        cls, keywords: list[str], negative: list[str] | None = None, **kwargs: object
+    ) -> GenerationParams:
+        """Params from separate keywords, joined the way people type them ("red apple, fruit")."""
+        prompt = ", ".join(k.strip() for k in keywords if k.strip())
+        negative_prompt = ", ".join(k.strip() for k in (negative or []) if k.strip())
+        return cls(prompt=prompt, negative_prompt=negative_prompt, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def mode(self) -> str:
+        """ "txt2img", "img2img" or "inpaint"."""
+        if self.init_image is None:
+            return "txt2img"
+        return "inpaint" if self.mask is not None else "img2img"
+
+    @property
+    def total_images(self) -> int:
+        return self.batch_size * self.batch_count
+
+    def validate(self, limits: Limits = Limits()) -> None:
+        """Raise `InvalidParams` naming the first field that cannot run; cheap, no model needed."""
+        if not isinstance(self.prompt, str):
+            raise InvalidParams("prompt", "must be text")
+        if len(self.prompt) > limits.max_prompt_chars or len(self.negative_prompt) > limits.max_prompt_chars:
+            raise InvalidParams("prompt", f"longer than {limits.max_prompt_chars} characters")
+        _int_in("steps", self.steps, 1, limits.max_steps)
+        if not isinstance(self.guidance_scale, int | float) or self.guidance_scale != self.guidance_scale:
+            raise InvalidParams("guidance_scale", "must be a number")
+        if self.guidance_scale < 0:
+            raise InvalidParams("guidance_scale", f"must be >= 0, got {self.guidance_scale}")
+        if not isinstance(self.sampler, Sampler):
+            raise InvalidParams("sampler", f"must be a Sampler, got {self.sampler!r}")
+        _int_in("seed", self.seed, -1, MAX_SEED)
+        for name, value in (("width", self.width), ("height", self.height)):
+            if value is None:
+                continue
+            _int_in(name, value, 8, 16384)
+            if value % 8:
+                raise InvalidParams(name, f"must be a multiple of 8, got {value}")
+        if self.width and self.height and self.width * self.height > limits.max_pixels:
+            raise InvalidParams(
+                "size", f"{self.width}x{self.height} is over the pixel budget of {limits.max_pixels}"
+            )
+        _int_in("batch_size", self.batch_size, 1, limits.max_batch_size)
+        _int_in("batch_count", self.batch_count, 1, limits.max_batch_count)
+        if not isinstance(self.strength, int | float) or not 0.0 <= self.strength <= 1.0:
+            raise InvalidParams("strength", f"must be within [0, 1], got {self.strength}")
+        if self.mask is not None and self.init_image is None:
+            raise InvalidParams("mask", "needs an init image to paint into")
+        if self.mask is not None and self.init_image is not None and self.mask.size != self.init_image.size:
+            raise InvalidParams(
+                "mask",
+                f"size {self.mask.size[0]}x{self.mask.size[1]} does not match the init image "
+                f"{self.init_image.size[0]}x{self.init_image.size[1]}",
+            )
+
+    def with_seed(self) -> GenerationParams:
+        """A copy whose seed is concrete: -1 becomes a random seed that is then recorded."""
+        if self.seed != -1:
+            return self
+        return replace(self, seed=random.SystemRandom().randrange(0, MAX_SEED - self.total_images))
+
+    def seeds(self) -> list[int]:
+        """The seed of every picture, in order: item i of the whole run uses seed + i."""
+        if self.seed == -1:
+            raise InvalidParams("seed", "resolve the random seed with with_seed() first")
+        return [self.seed + i for i in range(self.total_images)]
+
+
+def _int_in(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParams(name, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidParams(name, f"must be within [{low}, {high}], got {value}")

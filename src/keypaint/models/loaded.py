@@ -1,0 +1,54 @@
+"""`LoadedModel`: a model ready to paint, whatever format it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from diffusers import DiffusionPipeline
+
+
+class ModelKind(StrEnum):
+    """The architecture family: decides the text encoders and the conditioning the U-Net expects."""
+
+    SD1 = "sd1"  # CLIP ViT-L/14 text encoder, 768-d context
+    SD2 = "sd2"  # OpenCLIP ViT-H/14 text encoder, 1024-d context
+    SDXL = "sdxl"  # two text encoders (CLIP ViT-L + OpenCLIP bigG), pooled embeds and size conditioning
+    KEYPAINT = "keypaint"  # the built-in model: MiniLM (BERT) text encoder, 384-d context
+
+    @property
+    def is_xl(self) -> bool:
+        return self is ModelKind.SDXL
+
+
+@dataclass
+class LoadedModel:
+    """The components of one model, held by a text-to-image diffusers pipeline, plus where they came from.
+
+    `pipe` is a `StableDiffusionPipeline` or `StableDiffusionXLPipeline`; other modes reuse its components.
+    """
+
+    name: str  # what infotext writes as "Model:" (file stem or folder name)
+    kind: ModelKind
+    pipe: DiffusionPipeline
+    sha256: str | None = None  # of the checkpoint file (A1111's "Model hash" is its first 10 hex digits)
+    source: Path | None = None  # file or folder it was loaded from; None for models built in memory
+
+    @property
+    def short_hash(self) -> str | None:
+        return self.sha256[:10] if self.sha256 else None
+
+    @property
+    def inpainting(self) -> bool:
+        """An inpainting checkpoint: its U-Net takes 9 channels (latent, mask, masked-image latent)."""
+        return int(self.pipe.unet.config.in_channels) == 9
+
+    @property
+    def native_size(self) -> int:
+        """The picture size the model was trained at, in pixels."""
+        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
+
+    @property
+    def device(self) -> str:
+        return str(self.pipe.unet.device)

@@ -1,0 +1,321 @@
+"""Saving pictures so that each one carries how it was made, and reading that back.
+
+A saved PNG holds two text chunks: `parameters` (A1111's infotext, which A1111, Forge, Civitai and image
+viewers show) and `keypaint` (JSON with everything needed to make the same picture again). Files are
+numbered the way A1111 numbers them (`00000-<seed>.png`) and never overwrite anything: each is written to
+a temporary file, synced, then hard-linked to a name that must not exist yet. Concurrent savers get
+distinct numbers (see `_claim_name`).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from keypaint.core.params import GenerationParams
+from keypaint.core.samplers import Sampler
+from keypaint.errors import ImageError, InvalidParams, OutputError
+from keypaint.outputs.infotext import make_params, package_version, params_from_infotext
+
+METADATA_FORMAT = "keypaint/1"  # the `format` key of the JSON chunk; bump when its meaning changes
+PNG_INFOTEXT_KEY = "parameters"  # the text chunk A1111 writes and reads
+PNG_METADATA_KEY = "keypaint"
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_NUMBERED = re.compile(r"(\d+)(?:-|$)")  # A1111: the number is the file stem up to the first "-"
+_UNSAFE = re.compile(r"[^\w.+=@-]+")
+_MAX_ATTEMPTS = 10_000
+# errors with which a file system says it has no hard links (FAT, some network shares)
+_NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What a picture says about how it was made; either part may be missing."""
+
+    infotext: str | None  # A1111 infotext (PNG `parameters` chunk or EXIF UserComment)
+    data: dict[str, Any] | None  # keypaint's JSON chunk
+
+
+def check_writable(base: Path) -> None:
+    """Raise `OutputError` unless pictures can be written under `base` (created if missing).
+
+    Cheap, so front ends call it before loading a model rather than failing after the work is done.
+    """
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=base, prefix=".keypaint-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {base}: {_reason(exc)}") from None
+
+
+def output_dir(base: Path, when: datetime | None = None) -> Path:
+    """The day's folder `base/YYYY-MM-DD` (local date, as A1111), created if missing."""
+    folder = base / (when or datetime.now()).strftime("%Y-%m-%d")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {folder}: {_reason(exc)}") from None
+    return folder
+
+
+def save_image(
+    image: Image.Image, folder: Path, *, infotext: str, metadata: dict[str, Any], stem_hint: str = ""
+) -> Path:
+    """Save `image` as the next numbered PNG in `folder`, with its infotext and JSON metadata.
+
+    The name is `NNNNN-<stem_hint>.png` where NNNNN is one more than the highest number in the folder.
+    Safe against other processes saving into the same folder at the same time: every caller gets its own
+    file, and no existing file is ever replaced.
+    """
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_INFOTEXT_KEY, infotext)  # tEXt when Latin-1, else iTXt (as A1111 writes it)
+    info.add_itxt(PNG_METADATA_KEY, json.dumps(metadata, ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    suffix = _UNSAFE.sub("_", stem_hint).strip("._")[:80]
+
+    tmp_path: str | None = None
+    try:
+        fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".keypaint-", suffix=".png.tmp")
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(buffer.getvalue())
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        final = _claim_name(Path(tmp_path), folder, suffix)
+        _sync_dir(folder)
+        return final
+    except OSError as exc:
+        raise OutputError(f"cannot save a picture in {folder}: {_reason(exc)}") from None
+    finally:
+        if tmp_path is not None and os.path.lexists(tmp_path):
+            os.unlink(tmp_path)
+
+
+def next_number(folder: Path) -> int:
+    """1 + the highest A1111-style file number in `folder` (0 for an empty folder)."""
+    return max(_numbers(folder), default=-1) + 1
+
+
+def _numbers(folder: Path) -> set[int]:
+    with os.scandir(folder) as entries:
+        matches = (_NUMBERED.match(os.path.splitext(entry.name)[0]) for entry in entries)
+        return {int(match.group(1)) for match in matches if match}
+
+
+def _claim_name(tmp: Path, folder: Path, suffix: str) -> Path:
+    """Give the synced temp file its final name under the next free number; never replaces a file.
+
+    Savers with different stem hints would not collide on the name alone, so a number is first claimed
+    with an exclusively created `.keypaint-NNNNN.claim` file. While holding it, a saver checks that no
+    picture has that number yet (one made before the claim was taken shows up here) and then links.
+    """
+    number = next_number(folder)
+    use_links = True
+    for _ in range(_MAX_ATTEMPTS):
+        claim = folder / f".keypaint-{number:05d}.claim"
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:  # another saver is naming this number right now
+            number += 1
+            continue
+        final = folder / (f"{number:05d}-{suffix}.png" if suffix else f"{number:05d}.png")
+        try:
+            if number in _numbers(folder):
+                raise FileExistsError(final)
+            if use_links:
+                os.link(tmp, final)  # fails if `final` exists: the check and the naming are one step
+            else:
+                _reserve_and_replace(tmp, final)
+            return final
+        except FileExistsError:
+            number = max(number + 1, next_number(folder))
+        except OSError as exc:
+            if not use_links or exc.errno not in _NO_HARDLINKS:
+                raise
+            use_links = False
+        finally:
+            os.unlink(claim)
+    raise OutputError(f"no free file number in {folder} after {_MAX_ATTEMPTS} tries")
+
+
+def _reserve_and_replace(tmp: Path, final: Path) -> None:
+    """For file systems without hard links: create `final` exclusively (an empty placeholder that only
+    this call owns), then move the temp file over it. Raises FileExistsError if the name is taken."""
+    os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    os.replace(tmp, final)
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make the new directory entry durable; not every platform can open a directory, so best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_metadata(path: Path) -> ImageMetadata:
+    """The infotext and keypaint JSON a picture carries.
+
+    PNG: the `parameters` and `keypaint` text chunks (A1111 PNGs have only `parameters`).
+    JPEG/WebP: the EXIF UserComment, where A1111 writes the infotext (best effort).
+    """
+    try:
+        with Image.open(path) as image:
+            if isinstance(image, PngImagePlugin.PngImageFile):
+                text = dict(image.text)
+            else:
+                text = {}
+                comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+                if comment:
+                    text[PNG_INFOTEXT_KEY] = _decode_user_comment(comment)
+    except FileNotFoundError:
+        raise ImageError(f"no such image: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from None
+
+    data = None
+    if PNG_METADATA_KEY in text:
+        try:
+            data = json.loads(text[PNG_METADATA_KEY])
+        except json.JSONDecodeError as exc:
+            raise ImageError(f"the keypaint metadata in {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ImageError(f"the keypaint metadata in {path} is not a JSON object")
+    return ImageMetadata(infotext=text.get(PNG_INFOTEXT_KEY) or None, data=data)
+
+
+def _decode_user_comment(raw: bytes | str) -> str:
+    """EXIF UserComment: an 8-byte charset marker, then the text (A1111 writes UNICODE, UTF-16)."""
+    if isinstance(raw, str):
+        return raw.rstrip("\0")
+    marker, body = raw[:8], raw[8:]
+    if marker.startswith(b"UNICODE"):
+        # Latin text has a zero byte per character: first in big-endian (what A1111's piexif writes)
+        little_endian = body[1::2].count(0) > body[0::2].count(0)
+        text = body.decode("utf-16-le" if little_endian else "utf-16-be", errors="replace")
+    elif marker.startswith(b"ASCII"):
+        text = body.decode("ascii", errors="replace")
+    else:
+        text = body.decode("utf-8", errors="replace")
+    return text.rstrip("\0")
+
+
+def reproduction_metadata(
+    params: GenerationParams,
+    *,
+    seed: int,
+    batch_index: int,
+    width: int,
+    height: int,
+    model_name: str | None,
+    model_sha256: str | None,
+    device: object,
+    dtype: object,
+    created: datetime | None = None,
+) -> dict[str, Any]:
+    """The JSON kept in each picture: this picture's own request, the model and the software that ran it.
+
+    `seed` is this picture's seed (the run's seed + batch_index). `device` and `dtype` may be torch objects
+    or strings. The init image and mask of img2img are not stored; `mode` says one was used.
+    """
+    return {
+        "format": METADATA_FORMAT,
+        "params": {
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt,
+            "steps": params.steps,
+            "guidance_scale": params.guidance_scale,
+            "sampler": params.sampler.value,
+            "seed": seed,
+            "width": width,
+            "height": height,
+            "strength": params.strength,
+            "mode": params.mode,
+            "batch_index": batch_index,
+        },
+        "model": {"name": model_name, "sha256": model_sha256},
+        "versions": {name: package_version(name)
+                     for name in ("keypaint", "torch", "diffusers", "transformers")},
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "created": (created or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def params_from_metadata(data: dict[str, Any] | ImageMetadata, **overrides: Any) -> GenerationParams:
+    """`GenerationParams` that make the recorded picture again (`keypaint generate --from IMAGE`).
+
+    Given `ImageMetadata`, prefers keypaint's JSON and falls back to the A1111 infotext. `overrides`
+    (GenerationParams fields) win over what was recorded; img2img callers pass `init_image` here.
+    """
+    if isinstance(data, ImageMetadata):
+        if data.data is not None:
+            return _params_from_json(data.data, overrides)
+        if data.infotext:
+            return params_from_infotext(data.infotext, **overrides)
+        raise ImageError("the image records no generation parameters (no keypaint or A1111 metadata)")
+    return _params_from_json(data, overrides)
+
+
+def params_from_image(path: Path, **overrides: Any) -> GenerationParams:
+    """`params_from_metadata(read_metadata(path), **overrides)`."""
+    return params_from_metadata(read_metadata(path), **overrides)
+
+
+def _params_from_json(data: dict[str, Any], overrides: dict[str, Any]) -> GenerationParams:
+    if data.get("format") != METADATA_FORMAT:
+        raise InvalidParams("metadata", f"unknown metadata format {data.get('format')!r}, "
+                                        f"expected {METADATA_FORMAT!r}")
+    recorded = data.get("params")
+    if not isinstance(recorded, dict):
+        raise InvalidParams("metadata", "has no 'params' object")
+    values: dict[str, Any] = {
+        "prompt": _typed(recorded, "prompt", str),
+        "negative_prompt": _typed(recorded, "negative_prompt", str, default=""),
+        "steps": _typed(recorded, "steps", int),
+        "guidance_scale": float(_typed(recorded, "guidance_scale", int | float)),
+        "sampler": Sampler.parse(_typed(recorded, "sampler", str)),
+        "seed": _typed(recorded, "seed", int),
+        "width": _typed(recorded, "width", int | None, default=None),
+        "height": _typed(recorded, "height", int | None, default=None),
+        "strength": float(_typed(recorded, "strength", int | float, default=0.75)),
+    }
+    return make_params(values, overrides)
+
+
+_MISSING = object()
+
+
+def _typed(record: dict[str, Any], name: str, kind: Any, default: Any = _MISSING) -> Any:
+    """`record[name]` if it is of `kind` (bools are not numbers); a missing or mistyped value is named."""
+    if name not in record:
+        if default is _MISSING:
+            raise InvalidParams(name, "missing from the recorded metadata")
+        return default
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InvalidParams(name, f"recorded value {value!r} has the wrong type")
+    return value
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
