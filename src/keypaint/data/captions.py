@@ -1,0 +1,66 @@
+"""Keyword captions: how emoji records are captioned, and how captions are varied while training.
+
+keypaint prompts are comma-separated keywords in any order, so training captions are too: the label,
+its CLDR tags, and a style keyword. Shuffling and subsampling them teaches order-independence;
+empty captions (caption dropout) train the unconditional branch used by classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+
+class Captioned(Protocol):
+    """Anything with a caption and extra fields, e.g. `keypaint.data.folder.Record`."""
+
+    @property
+    def caption(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, Any]: ...
+
+
+def style_keyword(style: str) -> str:
+    """The caption keyword for a style id: "fluent-flat" -> "fluent flat style"."""
+    return f"{style.replace('-', ' ').replace('_', ' ')} style"
+
+
+def unique_keywords(words: Iterable[str]) -> list[str]:
+    """Keywords in first-seen order, trimmed, lowercase-compared, empties dropped."""
+    seen: set[str] = set()
+    out = []
+    for word in words:
+        word = word.strip()
+        if word and word.lower() not in seen:
+            seen.add(word.lower())
+            out.append(word)
+    return out
+
+
+def emoji_caption(label: str, tags: Sequence[str], style: str) -> str:
+    """The stored caption: "red apple, apple, diet, food, fruit, ..., noto style"."""
+    return ", ".join(unique_keywords([label, *tags, style_keyword(style)]))
+
+
+def augment(record: Captioned, rng: random.Random, drop_prob: float = 0.1) -> str:
+    """A training-time caption: shuffled keywords, a random subset of tags, label and style kept.
+
+    With probability `drop_prob` the caption is "" (caption dropout for classifier-free guidance).
+    Records without `label`/`style` fields (plain .txt captions) only get their keywords shuffled.
+    """
+    if not 0.0 <= drop_prob <= 1.0:
+        raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob}")
+    if rng.random() < drop_prob:
+        return ""
+    fields = record.fields
+    label, style = fields.get("label"), fields.get("style")
+    if isinstance(label, str) and isinstance(style, str):
+        tags = [t for t in unique_keywords(fields.get("tags") or []) if t.lower() != label.lower()]
+        kept = rng.sample(tags, rng.randint(0, len(tags)))
+        words = unique_keywords([label, *kept, style_keyword(style)])
+    else:
+        words = unique_keywords(record.caption.split(","))
+    rng.shuffle(words)
+    return ", ".join(words)
