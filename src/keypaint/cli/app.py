@@ -44,7 +44,7 @@ def models_command(
     ] = None,
 ) -> None:
     """List the built-in model and the models in the model folder (<home>/models)."""
-    from keypaint.models.loader import keypaint_home, list_models
+    from keypaint.models.registry import keypaint_home, list_models
 
     table = Table("name", "format", "kind", "size", "path")
     for entry in list_models(home):

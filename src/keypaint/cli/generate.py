@@ -113,7 +113,7 @@ def generate_command(
 
     for result in results:
         path = save_generated(result, folder)
-        console.print(f"{path}  [dim]seed {result.seed}[/]")
+        console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
 def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> GenerationParams:

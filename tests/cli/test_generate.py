@@ -1,0 +1,112 @@
+"""`keypaint generate / info / models / samplers` through the real CLI, on a tiny model on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from keypaint.cli.app import app
+from keypaint.outputs.store import read_metadata
+
+runner = CliRunner()
+TINY = ["--model", "tiny", "--steps", "2"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def saved(output: str) -> list[Path]:
+    return [Path(words[0]) for words in map(str.split, output.splitlines()) if words and words[0].endswith(".png")]
+
+
+def test_generate_saves_numbered_pngs_with_their_story(home: Path, tmp_path: Path) -> None:
+    code, output = run("generate", "red apple", "fruit", *TINY, "--seed", "7", "--batch", "2",
+                       "--out", str(tmp_path))
+    assert code == 0, output
+    paths = saved(output)
+    assert [p.name for p in paths] == ["00000-7.png", "00001-8.png"]
+    meta = read_metadata(paths[1])
+    assert meta.infotext is not None and meta.infotext.startswith("red apple, fruit\n")
+    assert "Seed: 8" in meta.infotext and "Model: tiny" in meta.infotext and "Steps: 2" in meta.infotext
+    assert meta.data is not None and meta.data["params"]["seed"] == 8
+    assert meta.data["model"]["sha256"]
+
+
+def test_from_remakes_the_same_picture_and_info_prints_it(home: Path, tmp_path: Path) -> None:
+    code, output = run("generate", "(red:1.3) apple", "-n", "green", *TINY, "--seed", "3", "--sampler",
+                       "Euler a", "--out", str(tmp_path / "a"))
+    assert code == 0, output
+    [first] = saved(output)
+    code, output = run("generate", "--from", str(first), "--model", "tiny", "--out", str(tmp_path / "b"))
+    assert code == 0, output
+    [again] = saved(output)
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    code, output = run("info", str(again))
+    assert code == 0
+    assert "(red:1.3) apple" in output and "Negative prompt: green" in output and "Sampler: Euler a" in output
+
+
+def test_models_and_samplers_list(home: Path) -> None:
+    code, output = run("models")
+    assert code == 0 and "tiny" in output and "diffusers" in output
+    code, output = run("samplers")
+    assert code == 0 and "DPM++ 2M Karras" in output and "DPMSolverMultistepScheduler" in output
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    paths = {"init": tmp_path / "init.png", "mask": tmp_path / "mask.png", "bad": tmp_path / "bad.png",
+             "pickle": tmp_path / "model.ckpt", "corrupt": tmp_path / "broken.safetensors"}
+    Image.new("RGB", (64, 64), "red").save(paths["init"])
+    Image.new("L", (32, 32), 255).save(paths["mask"])
+    paths["bad"].write_bytes(b"not a picture")
+    paths["pickle"].write_bytes(b"\x80\x04K\x01.")
+    paths["corrupt"].write_bytes(b"\xff" * 64)
+    return paths
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sampler", "Eulr"], "unknown sampler"),
+    (["--model", "nope"], "nope"),
+    (["--size", "100x64"], "multiple of 8"),
+    (["--size", "8192x8192"], "pixel budget"),
+    (["--steps", "0"], "steps"),
+    (["--steps", "1001"], "steps"),
+    (["--cfg", "-1"], "guidance_scale"),
+    (["--strength", "1.5", "--init", "{init}"], "strength"),
+    (["--init", "{init}", "--mask", "{mask}"], "does not match"),
+    (["--init", "{bad}"], "not a readable image"),
+    (["--init", "{missing}"], "does not exist"),
+    (["--model", "{pickle}"], "allow-pickle"),
+    (["--model", "{corrupt}"], "broken.safetensors"),
+    (["--model", "{missing}"], "missing"),
+    (["--out", "{bad}/sub"], "bad.png"),
+])
+def test_bad_input_is_one_line_and_exit_2(home: Path, images: dict[str, Path], tmp_path: Path,
+                                          args: list[str], message: str) -> None:
+    paths = {**{k: str(v) for k, v in images.items()}, "missing": str(tmp_path / "missing.safetensors")}
+    filled = [a.format(**paths) for a in args]
+    if "--model" not in filled:
+        filled += ["--model", "tiny"]
+    code, output = run("generate", "apple", "--steps", "2", "--out", str(tmp_path / "out"), *filled)
+    assert code == 2, output
+    assert message in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) <= 2  # one line (rich may wrap a long path once)
+
+
+def test_entry_point_exits_2_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "KEYPAINT_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "keypaint", "generate", "apple", "--steps", "0"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "steps" in proc.stderr and "Traceback" not in proc.stderr
