@@ -152,3 +152,25 @@ def test_size_defaults_to_the_model_and_can_be_chosen(painter: Painter) -> None:
     [result] = painter.generate(GenerationParams(prompt="apple", steps=1, seed=1, width=32, height=48))
     assert result.image.size == (32, 48)
     assert (result.params.width, result.params.height) == (32, 48)
+
+
+def test_best_of_keeps_the_candidate_the_scorer_matches_best(painter: Painter) -> None:
+    from keypaint.scorer import Scorer, ScorerConfig, ScorerNet
+
+    torch.manual_seed(0)
+    scorer = Scorer(ScorerNet(ScorerConfig(widths=(8, 16), blocks=(1, 1), text_hidden=0, image_size=32)))
+    choosy = Painter(painter.model, scorer=scorer)
+    params = GenerationParams(prompt="red apple", steps=2, seed=20, best_of=3, batch_size=2)
+    kept = choosy.generate(params)
+    assert [r.index for r in kept] == [0, 1]
+    for k, result in enumerate(kept):
+        candidates = painter.generate(
+            GenerationParams(prompt="red apple", steps=2, seed=20 + 3 * k, batch_size=3)
+        )
+        scores = scorer.score([c.image for c in candidates], ["red apple"])[:, 0]
+        best = candidates[int(scores.argmax())]
+        assert result.seed == best.seed
+        assert result.extra["Best of"] == 3
+        assert result.extra["Match score"] == pytest.approx(float(scores.max()), abs=1e-3)
+        [alone] = painter.generate(result.params)  # the winner is re-made without the search
+        assert np.abs(pixels(alone.image) - pixels(result.image)).max() <= 1

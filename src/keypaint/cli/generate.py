@@ -63,6 +63,12 @@ def generate_command(
         Path | None,
         typer.Option("--from", help="re-make a picture from its stored parameters (options given override)"),
     ] = None,
+    best_of: Annotated[
+        int | None,
+        typer.Option(
+            help="make N candidates per picture and keep the one the scorer matches best to the keywords"
+        ),
+    ] = None,
     max_pixels: Annotated[int, typer.Option(help="pixel budget per picture")] = Limits().max_pixels,
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
@@ -79,6 +85,7 @@ def generate_command(
         "batch_size": batch,
         "batch_count": count,
         "strength": strength,
+        "best_of": best_of,
         "sampler": Sampler.parse(sampler) if sampler is not None else None,
     }
     if size is not None:

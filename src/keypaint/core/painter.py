@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers import (
@@ -27,6 +27,9 @@ from keypaint.core.samplers import make_scheduler
 from keypaint.errors import Cancelled
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.encode import PromptEmbeddings, encode_prompts
+
+if TYPE_CHECKING:
+    from keypaint.scorer import Scorer
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,14 @@ StopCheck = Callable[[], bool]
 class Painter:
     """Holds one loaded model on one device and runs generation requests against it."""
 
-    def __init__(self, model: LoadedModel, *, limits: Limits = Limits()) -> None:
+    def __init__(
+        self, model: LoadedModel, *, limits: Limits = Limits(), scorer: Scorer | None = None
+    ) -> None:
         self.model = model
         self.limits = limits
         self._pipes: dict[str, DiffusionPipeline] = {"txt2img": model.pipe}
         self._base_scheduler_config = dict(model.pipe.scheduler.config)
+        self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
         model.pipe.set_progress_bar_config(disable=True)
 
     @classmethod
@@ -120,6 +126,8 @@ class Painter:
     ) -> list[GeneratedImage]:
         """Run `params`: batch_count batches of batch_size pictures; picture i uses seed + i."""
         params = self.resolve(params)
+        if params.best_of > 1:
+            return self._best_of(params, on_step, should_stop)
         seeds = params.seeds()
         # 1. encode the keywords once for the whole run
         embeds = encode_prompts(
@@ -146,6 +154,32 @@ class Painter:
                     )
                 )
         return results
+
+    def _best_of(
+        self, params: GenerationParams, on_step: StepCallback | None, should_stop: StopCheck | None
+    ) -> list[GeneratedImage]:
+        """For picture k, paint `best_of` candidates (seeds seed + k*N ...) and keep the best match.
+
+        The kept picture's params name its own seed, so it can be re-made alone without the search.
+        """
+        if self._scorer is None:
+            from keypaint.scorer import Scorer
+
+            self._scorer = Scorer.load(None, device=self.device)
+        from keypaint.scorer import pick_best
+
+        n = params.best_of
+        kept: list[GeneratedImage] = []
+        for k in range(params.total_images):
+            assert params.seed >= 0
+            candidates = replace(params, seed=params.seed + k * n, batch_size=n, batch_count=1, best_of=1)
+            results = self.generate(candidates, on_step=on_step, should_stop=should_stop)
+            best, scores = pick_best(self._scorer, [r.image for r in results], params.prompt)
+            winner = results[best]
+            winner.index = k
+            winner.extra.update({"Match score": round(float(scores[best]), 4), "Best of": n})
+            kept.append(winner)
+        return kept
 
     def _run_batch(
         self,

@@ -22,6 +22,7 @@ class Limits:
     max_batch_size: int = 16
     max_batch_count: int = 100
     max_prompt_chars: int = 10_000
+    max_best_of: int = 16
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class GenerationParams:
     init_image: Image.Image | None = field(default=None, repr=False)  # img2img / inpainting source
     strength: float = 0.75  # img2img: how far along the forward chain the init image is noised (0..1)
     mask: Image.Image | None = field(default=None, repr=False)  # inpainting: white = repaint
+    best_of: int = 1  # make N candidates per picture, keep the one the scorer matches best to the keywords
 
     @classmethod
     def from_keywords(
@@ -88,6 +90,7 @@ class GenerationParams:
             )
         _int_in("batch_size", self.batch_size, 1, limits.max_batch_size)
         _int_in("batch_count", self.batch_count, 1, limits.max_batch_count)
+        _int_in("best_of", self.best_of, 1, limits.max_best_of)
         if not isinstance(self.strength, int | float) or not 0.0 <= self.strength <= 1.0:
             raise InvalidParams("strength", f"must be within [0, 1], got {self.strength}")
         if self.mask is not None and self.init_image is None:
