@@ -38,8 +38,11 @@ def main() -> None:
     parser.add_argument("--sampler", action="append", default=None)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    samplers = [Sampler.parse(s) for s in args.sampler] if args.sampler else [
-        Sampler.DPMPP_2M_KARRAS, Sampler.EULER_A, Sampler.DDIM, Sampler.DPMPP_SDE_KARRAS]
+    samplers = (
+        [Sampler.parse(s) for s in args.sampler]
+        if args.sampler
+        else [Sampler.DPMPP_2M_KARRAS, Sampler.EULER_A, Sampler.DDIM, Sampler.DPMPP_SDE_KARRAS]
+    )
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: this check compares a CPU with a GPU")
     painters = {
@@ -51,7 +54,9 @@ def main() -> None:
     print(f"{'sampler':<18} {'device':<10} {'max diff':>9} {'mean diff':>10}")
     for sampler in samplers:
         params = GenerationParams(prompt="red apple", seed=1234, steps=args.steps, sampler=sampler)
-        pictures = {name: np.asarray(p.generate(params)[0].image, dtype=np.int16) for name, p in painters.items()}
+        pictures = {
+            name: np.asarray(p.generate(params)[0].image, dtype=np.int16) for name, p in painters.items()
+        }
         reference = pictures.pop("cpu fp32")
         for name, picture in pictures.items():
             diff = np.abs(picture - reference)

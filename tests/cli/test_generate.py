@@ -25,12 +25,15 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def saved(output: str) -> list[Path]:
-    return [Path(words[0]) for words in map(str.split, output.splitlines()) if words and words[0].endswith(".png")]
+    return [
+        Path(words[0]) for words in map(str.split, output.splitlines()) if words and words[0].endswith(".png")
+    ]
 
 
 def test_generate_saves_numbered_pngs_with_their_story(home: Path, tmp_path: Path) -> None:
-    code, output = run("generate", "red apple", "fruit", *TINY, "--seed", "7", "--batch", "2",
-                       "--out", str(tmp_path))
+    code, output = run(
+        "generate", "red apple", "fruit", *TINY, "--seed", "7", "--batch", "2", "--out", str(tmp_path)
+    )
     assert code == 0, output
     paths = saved(output)
     assert [p.name for p in paths] == ["00000-7.png", "00001-8.png"]
@@ -42,8 +45,19 @@ def test_generate_saves_numbered_pngs_with_their_story(home: Path, tmp_path: Pat
 
 
 def test_from_remakes_the_same_picture_and_info_prints_it(home: Path, tmp_path: Path) -> None:
-    code, output = run("generate", "(red:1.3) apple", "-n", "green", *TINY, "--seed", "3", "--sampler",
-                       "Euler a", "--out", str(tmp_path / "a"))
+    code, output = run(
+        "generate",
+        "(red:1.3) apple",
+        "-n",
+        "green",
+        *TINY,
+        "--seed",
+        "3",
+        "--sampler",
+        "Euler a",
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert code == 0, output
     [first] = saved(output)
     code, output = run("generate", "--from", str(first), "--model", "tiny", "--out", str(tmp_path / "b"))
@@ -64,8 +78,13 @@ def test_models_and_samplers_list(home: Path) -> None:
 
 @pytest.fixture
 def images(tmp_path: Path) -> dict[str, Path]:
-    paths = {"init": tmp_path / "init.png", "mask": tmp_path / "mask.png", "bad": tmp_path / "bad.png",
-             "pickle": tmp_path / "model.ckpt", "corrupt": tmp_path / "broken.safetensors"}
+    paths = {
+        "init": tmp_path / "init.png",
+        "mask": tmp_path / "mask.png",
+        "bad": tmp_path / "bad.png",
+        "pickle": tmp_path / "model.ckpt",
+        "corrupt": tmp_path / "broken.safetensors",
+    }
     Image.new("RGB", (64, 64), "red").save(paths["init"])
     Image.new("L", (32, 32), 255).save(paths["mask"])
     paths["bad"].write_bytes(b"not a picture")
@@ -74,25 +93,29 @@ def images(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--sampler", "Eulr"], "unknown sampler"),
-    (["--model", "nope"], "nope"),
-    (["--size", "100x64"], "multiple of 8"),
-    (["--size", "8192x8192"], "pixel budget"),
-    (["--steps", "0"], "steps"),
-    (["--steps", "1001"], "steps"),
-    (["--cfg", "-1"], "guidance_scale"),
-    (["--strength", "1.5", "--init", "{init}"], "strength"),
-    (["--init", "{init}", "--mask", "{mask}"], "does not match"),
-    (["--init", "{bad}"], "not a readable image"),
-    (["--init", "{missing}"], "does not exist"),
-    (["--model", "{pickle}"], "allow-pickle"),
-    (["--model", "{corrupt}"], "broken.safetensors"),
-    (["--model", "{missing}"], "missing"),
-    (["--out", "{bad}/sub"], "bad.png"),
-])
-def test_bad_input_is_one_line_and_exit_2(home: Path, images: dict[str, Path], tmp_path: Path,
-                                          args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sampler", "Eulr"], "unknown sampler"),
+        (["--model", "nope"], "nope"),
+        (["--size", "100x64"], "multiple of 8"),
+        (["--size", "8192x8192"], "pixel budget"),
+        (["--steps", "0"], "steps"),
+        (["--steps", "1001"], "steps"),
+        (["--cfg", "-1"], "guidance_scale"),
+        (["--strength", "1.5", "--init", "{init}"], "strength"),
+        (["--init", "{init}", "--mask", "{mask}"], "does not match"),
+        (["--init", "{bad}"], "not a readable image"),
+        (["--init", "{missing}"], "does not exist"),
+        (["--model", "{pickle}"], "allow-pickle"),
+        (["--model", "{corrupt}"], "broken.safetensors"),
+        (["--model", "{missing}"], "missing"),
+        (["--out", "{bad}/sub"], "bad.png"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    home: Path, images: dict[str, Path], tmp_path: Path, args: list[str], message: str
+) -> None:
     paths = {**{k: str(v) for k, v in images.items()}, "missing": str(tmp_path / "missing.safetensors")}
     filled = [a.format(**paths) for a in args]
     if "--model" not in filled:
@@ -106,7 +129,12 @@ def test_bad_input_is_one_line_and_exit_2(home: Path, images: dict[str, Path], t
 
 def test_entry_point_exits_2_without_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "KEYPAINT_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "keypaint", "generate", "apple", "--steps", "0"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "keypaint", "generate", "apple", "--steps", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "steps" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,106 @@
+"""`create_app`: the FastAPI application behind `keypaint serve` (page, A1111 API, job API, files)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from keypaint.core.painter import Painter
+from keypaint.outputs.store import check_writable
+from keypaint.server.api import job_router
+from keypaint.server.config import ServerConfig
+from keypaint.server.errors import install
+from keypaint.server.models import ModelHost, PainterFactory
+from keypaint.server.sdapi import sdapi_router
+from keypaint.server.security import Guard
+from keypaint.server.state import ServerState
+from keypaint.server.store import Store
+from keypaint.server.verify import find_verifier, verify_router
+from keypaint.server.worker import Worker
+
+STATIC = Path(__file__).resolve().parent / "static"
+SERVED_SUFFIXES = (".png",)
+
+
+def default_factory(config: ServerConfig) -> PainterFactory:
+    """Load models the way the CLI does, with the server's device, dtype, home and limits."""
+
+    def load(name: str | None) -> Painter:
+        return Painter.load(name, device=config.device, dtype=config.dtype, home=config.home,
+                            limits=config.limits)
+
+    return load
+
+
+def create_app(config: ServerConfig, *, painter: Painter | None = None,
+               factory: PainterFactory | None = None) -> FastAPI:
+    """The app for `config`; `painter` is the model to start with (default: `factory(config.model)`)."""
+    config.check_bind()
+    check_writable(config.out)
+    factory = factory or default_factory(config)
+    painter = painter or factory(config.model)
+    store = Store(config.db_path)
+    host = ModelHost(factory, painter, home=config.home)
+    worker = Worker(store, host, config)
+    state = ServerState(config, store, host, worker)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(worker.stop)
+            store.close()
+
+    # No /docs: FastAPI's Swagger page loads its scripts from a CDN, and keypaint fetches nothing outside.
+    app = FastAPI(title="keypaint", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.keypaint = state
+    install(app, worker.retry_after)
+    app.include_router(sdapi_router(state))
+    app.include_router(job_router(state))
+    verifier = find_verifier()
+    if verifier is not None:
+        app.include_router(verify_router(state, verifier))
+
+    @app.get("/files/{name:path}", include_in_schema=False)
+    def files(name: str, download: bool = False) -> FileResponse:
+        path = safe_path(config.out, name)
+        if path is None:
+            raise HTTPException(404, "no such file")
+        return FileResponse(path, media_type="image/png", filename=path.name if download else None,
+                            content_disposition_type="attachment" if download else "inline")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, config=config)
+    return app
+
+
+def safe_path(root: Path, name: str) -> Path | None:
+    """The file `name` names inside `root`, or None if it could lead anywhere else.
+
+    `name` arrives percent-decoded; it must be a plain relative path of visible parts ending in .png,
+    and must still be inside `root` once symbolic links are resolved.
+    """
+    if not name or len(name) > 1024 or any(ch in name for ch in "\\\0:") or name.startswith("/"):
+        return None
+    parts = name.split("/")
+    if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+        return None
+    if not name.lower().endswith(SERVED_SUFFIXES):
+        return None
+    base = root.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        return None
+    return path

@@ -1,0 +1,66 @@
+"""`ServerConfig`: everything `keypaint serve` is told on its command line, in one typed place."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keypaint.core.params import Limits
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How one keypaint server runs; tests build this directly, the CLI from its options."""
+
+    host: str = "127.0.0.1"  # bind address; anything but loopback needs `auth` or `token`
+    port: int = 7860  # A1111's port, so its clients find keypaint where they look
+    out: Path = Path("outputs")  # gallery pictures go to OUT/YYYY-MM-DD/, the job database beside them
+    db: Path | None = None  # SQLite file; None: OUT/keypaint-server.sqlite3
+    model: str | None = None  # model loaded at start (None: the built-in model)
+    home: Path | None = None  # $KEYPAINT_HOME (model folder, hash cache)
+    device: str = "auto"
+    dtype: str = "auto"
+    limits: Limits = field(default_factory=Limits)  # the same per-request limits as the CLI
+    max_pixel_steps: int = 1024 * 1024 * 50 * 4  # width x height x steps x pictures of one request
+    max_queue: int = 32  # queued (not yet running) jobs; more gets 429
+    max_body_bytes: int = 24 * 1024 * 1024  # one request body; more gets 413 before it is read
+    max_image_pixels: int = 4096 * 4096  # an uploaded init image or mask, checked before it is decoded
+    auth: tuple[str, str] | None = None  # HTTP Basic user and password
+    token: str | None = None  # bearer token (or ?token= once on the page, which sets a cookie)
+    allowed_origins: tuple[str, ...] = ()  # extra origins allowed to change state (besides our own)
+    preview_interval_s: float = 0.25  # at most one preview image per this many seconds
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.out / "keypaint-server.sqlite3"
+
+    @property
+    def secured(self) -> bool:
+        return self.auth is not None or self.token is not None
+
+    def check_bind(self) -> None:
+        """Refuse to listen beyond this machine without credentials (a `ValueError` saying why)."""
+        if not is_loopback(self.host) and not self.secured:
+            raise ValueError(
+                f"binding {self.host} exposes keypaint to the network: give --auth USER:PASS or --token TOKEN"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(text: str) -> tuple[str, str]:
+    """ "user:pass" -> ("user", "pass"); both parts must be non-empty."""
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth must look like USER:PASSWORD")
+    return user, password
