@@ -81,14 +81,18 @@ def _mount_optional() -> None:
     """Sub-commands that live in their own modules (data preparation, training, export, evaluation)."""
     from keypaint.cli.data_cmd import data_app
     from keypaint.cli.eval_cmd import eval_command
+    from keypaint.cli.explain_cmd import explain_app
     from keypaint.cli.serve_cmd import serve_command
     from keypaint.cli.train_cmd import export_command, train_app
+    from keypaint.cli.verify_cmd import verify_command
 
     app.add_typer(data_app, name="data", help="Prepare training data.")
     app.add_typer(train_app, name="train", help="Train the built-in model's parts (vae, unet, scorer).")
     app.command("export", no_args_is_help=True)(export_command)
     app.command("eval")(eval_command)
     app.command("serve")(serve_command)
+    app.command("verify", no_args_is_help=True)(verify_command)
+    app.add_typer(explain_app, name="explain", help="See the two chains and the latent space.")
 
 
 def main() -> None:

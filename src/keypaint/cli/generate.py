@@ -69,13 +69,20 @@ def generate_command(
             help="make N candidates per picture and keep the one the scorer matches best to the keywords"
         ),
     ] = None,
+    format: Annotated[str, typer.Option("--format", help="png, jpeg or webp")] = "png",
+    no_watermark: Annotated[
+        bool, typer.Option(help="do not add the invisible AI watermark (recorded)")
+    ] = False,
+    no_c2pa: Annotated[bool, typer.Option(help="do not sign C2PA content credentials (recorded)")] = False,
     max_pixels: Annotated[int, typer.Option(help="pixel budget per picture")] = Limits().max_pixels,
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
     ] = None,
 ) -> None:
     """Make pictures from keywords and save them with their parameters."""
-    from keypaint.outputs.store import check_writable, output_dir
+    from keypaint.outputs.store import check_format, check_writable, output_dir
+    from keypaint.provenance.policy import ContentPolicy
+    from keypaint.provenance.settings import ProvenanceSettings
 
     limits = Limits(max_pixels=max_pixels)
     overrides: dict[str, Any] = {
@@ -101,7 +108,10 @@ def generate_command(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     params = _base_params(from_image, overrides)
     params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
+    check_format(format)
+    ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
+    provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
 
     from keypaint.core.painter import Painter
 
@@ -119,7 +129,7 @@ def generate_command(
     from keypaint.outputs.results import save_generated
 
     for result in results:
-        path = save_generated(result, folder)
+        path = save_generated(result, folder, format=format, provenance=provenance)  # type: ignore[arg-type]
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 

@@ -29,6 +29,7 @@ from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.encode import PromptEmbeddings, encode_prompts
 
 if TYPE_CHECKING:
+    from keypaint.provenance.policy import ContentPolicy
     from keypaint.scorer import Scorer
 
 
@@ -66,10 +67,12 @@ class Painter:
     """Holds one loaded model on one device and runs generation requests against it."""
 
     def __init__(
-        self, model: LoadedModel, *, limits: Limits = Limits(), scorer: Scorer | None = None
+        self, model: LoadedModel, *, limits: Limits = Limits(), scorer: Scorer | None = None,
+        policy: ContentPolicy | None = None,  # provenance (issue 8): blocked keywords, checked in resolve
     ) -> None:
         self.model = model
         self.limits = limits
+        self.policy = policy
         self._pipes: dict[str, DiffusionPipeline] = {"txt2img": model.pipe}
         self._base_scheduler_config = dict(model.pipe.scheduler.config)
         self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
@@ -87,15 +90,20 @@ class Painter:
         home: Path | None = None,
         limits: Limits = Limits(),
     ) -> Painter:
-        """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder)."""
-        from keypaint.models.loader import load_model
+        """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
+        The content policy of `home` (blocked keywords) is read first and applies to every request.
+        """
+        from keypaint.models.loader import load_model
+        from keypaint.provenance.policy import ContentPolicy
+
+        policy = ContentPolicy.load(home)
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(torch_device, dtype)
         loaded = load_model(
             model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype
         )
-        return cls(loaded, limits=limits)
+        return cls(loaded, limits=limits, policy=policy)
 
     @property
     def device(self) -> torch.device:
@@ -107,6 +115,8 @@ class Painter:
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` against this model and fill in what they leave open (seed, size)."""
+        if self.policy is not None:  # provenance (issue 8): refuse blocked keywords before any compute
+            self.policy.check(params.prompt)
         params.validate(self.limits)
         width, height = params.width, params.height
         if params.init_image is not None and (width is None or height is None):

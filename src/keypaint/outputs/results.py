@@ -1,4 +1,8 @@
-"""Saving a `GeneratedImage` with its A1111 infotext and keypaint's reproduction JSON."""
+"""Saving a `GeneratedImage` with its A1111 infotext, keypaint's reproduction JSON and the AI marks.
+
+Every picture is marked as AI-made (XMP/EXIF, invisible watermark, C2PA credentials: keypaint.provenance)
+unless the caller's `ProvenanceSettings` turns a mark off; the JSON records that choice.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from pathlib import Path
 
 from keypaint.core.painter import GeneratedImage
 from keypaint.outputs.infotext import build_infotext
-from keypaint.outputs.store import reproduction_metadata, save_image
+from keypaint.outputs.store import ImageFormat, check_format, reproduction_metadata, save_image
+from keypaint.provenance.settings import ProvenanceSettings
 
 
 def infotext_for(result: GeneratedImage) -> str:
@@ -43,12 +48,31 @@ def metadata_for(result: GeneratedImage) -> dict:
     return data
 
 
-def save_generated(result: GeneratedImage, folder: Path) -> Path:
-    """Write `result` as `folder/NNNNN-<seed>.png`, atomically and without overwriting anything."""
+def save_generated(
+    result: GeneratedImage,
+    folder: Path,
+    *,
+    format: ImageFormat = "png",
+    provenance: ProvenanceSettings | None = None,
+) -> Path:
+    """Write `result` as `folder/NNNNN-<seed>.<ext>`, marked, atomically and without overwriting anything.
+
+    `provenance` None means every mark on (the default a front end must not weaken silently).
+    """
+    from keypaint.provenance.marks import prepare
+
+    check_format(format)
+    metadata = metadata_for(result)
+    marks = prepare(result.image, metadata, fmt=format, settings=provenance or ProvenanceSettings())
     return save_image(
-        result.image,
+        marks.image,
         folder,
         infotext=infotext_for(result),
-        metadata=metadata_for(result),
+        metadata=metadata,
         stem_hint=str(result.seed),
+        format=format,
+        xmp=marks.xmp,
+        description=marks.description,
+        software=marks.software,
+        finalize=marks.finalize,
     )

@@ -1,9 +1,11 @@
 """Saving pictures so that each one carries how it was made, and reading that back.
 
 A saved PNG holds two text chunks: `parameters` (A1111's infotext, which A1111, Forge, Civitai and image
-viewers show) and `keypaint` (JSON with everything needed to make the same picture again). Files are
-numbered the way A1111 numbers them (`00000-<seed>.png`) and never overwrite anything: each is written to
-a temporary file, synced, then hard-linked to a name that must not exist yet. Concurrent savers get
+viewers show) and `keypaint` (JSON with everything needed to make the same picture again), plus an XMP
+packet when the caller gives one (the "made by AI" marks, see keypaint.provenance). JPEG and WebP files
+carry the infotext in EXIF UserComment (where A1111 writes it) and the JSON inside the XMP packet. Files
+are numbered the way A1111 numbers them (`00000-<seed>.png`) and never overwrite anything: each is written
+to a temporary file, synced, then hard-linked to a name that must not exist yet. Concurrent savers get
 distinct numbers (see `_claim_name`).
 """
 
@@ -15,10 +17,11 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
@@ -26,13 +29,26 @@ from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
 from keypaint.outputs.infotext import make_params, package_version, params_from_infotext
+from keypaint.provenance.xmp import embedded_metadata
 
 METADATA_FORMAT = "keypaint/1"  # the `format` key of the JSON chunk; bump when its meaning changes
 PNG_INFOTEXT_KEY = "parameters"  # the text chunk A1111 writes and reads
 PNG_METADATA_KEY = "keypaint"
+PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword Adobe's XMP spec gives for PNG
+
+ImageFormat = Literal["png", "jpeg", "webp"]
+EXTENSIONS: dict[str, str] = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+JPEG_QUALITY = 95  # with full-resolution chroma: the invisible watermark lives in chroma and survives
+# lossy WebP always halves chroma resolution, which erases the watermark of small pictures: write lossless
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "jpeg": {"quality": JPEG_QUALITY, "subsampling": 0},
+    "webp": {"lossless": True},
+}
 
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
+_IMAGE_DESCRIPTION = 0x010E
+_SOFTWARE = 0x0131
 _NUMBERED = re.compile(r"(\d+)(?:-|$)")  # A1111: the number is the file stem up to the first "-"
 _UNSAFE = re.compile(r"[^\w.+=@-]+")
 _MAX_ATTEMPTS = 10_000
@@ -61,6 +77,12 @@ def check_writable(base: Path) -> None:
         raise OutputError(f"cannot write to output folder {base}: {_reason(exc)}") from None
 
 
+def check_format(format: str) -> None:
+    """Raise `InvalidParams` unless keypaint can write `format` (front ends call it before painting)."""
+    if format not in EXTENSIONS:
+        raise InvalidParams("format", f"must be one of {', '.join(EXTENSIONS)}, got {format!r}")
+
+
 def output_dir(base: Path, when: datetime | None = None) -> Path:
     """The day's folder `base/YYYY-MM-DD` (local date, as A1111), created if missing."""
     folder = base / (when or datetime.now()).strftime("%Y-%m-%d")
@@ -72,29 +94,40 @@ def output_dir(base: Path, when: datetime | None = None) -> Path:
 
 
 def save_image(
-    image: Image.Image, folder: Path, *, infotext: str, metadata: dict[str, Any], stem_hint: str = ""
+    image: Image.Image,
+    folder: Path,
+    *,
+    infotext: str,
+    metadata: dict[str, Any],
+    stem_hint: str = "",
+    format: ImageFormat = "png",
+    xmp: str | None = None,
+    description: str | None = None,
+    software: str | None = None,
+    finalize: Callable[[bytes], bytes] | None = None,
 ) -> Path:
-    """Save `image` as the next numbered PNG in `folder`, with its infotext and JSON metadata.
+    """Save `image` as the next numbered file in `folder`, with its infotext and JSON metadata.
 
-    The name is `NNNNN-<stem_hint>.png` where NNNNN is one more than the highest number in the folder.
+    The name is `NNNNN-<stem_hint>.<ext>` where NNNNN is one more than the highest number in the folder.
     Safe against other processes saving into the same folder at the same time: every caller gets its own
-    file, and no existing file is ever replaced.
+    file, and no existing file is ever replaced. `finalize` gets the encoded file and returns the bytes to
+    write (C2PA signing binds to the exact bytes, so it runs last, before anything touches the disk).
     """
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PNG_INFOTEXT_KEY, infotext)  # tEXt when Latin-1, else iTXt (as A1111 writes it)
-    info.add_itxt(PNG_METADATA_KEY, json.dumps(metadata, ensure_ascii=False))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
+    check_format(format)
+    data = encode_image(image, format, infotext=infotext, metadata=metadata, xmp=xmp,
+                        description=description, software=software)
+    if finalize is not None:
+        data = finalize(data)
     suffix = _UNSAFE.sub("_", stem_hint).strip("._")[:80]
 
     tmp_path: str | None = None
     try:
-        fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".keypaint-", suffix=".png.tmp")
+        fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".keypaint-", suffix=f".{EXTENSIONS[format]}.tmp")
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(buffer.getvalue())
+            tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
-        final = _claim_name(Path(tmp_path), folder, suffix)
+        final = _claim_name(Path(tmp_path), folder, suffix, EXTENSIONS[format])
         _sync_dir(folder)
         return final
     except OSError as exc:
@@ -102,6 +135,45 @@ def save_image(
     finally:
         if tmp_path is not None and os.path.lexists(tmp_path):
             os.unlink(tmp_path)
+
+
+def encode_image(
+    image: Image.Image,
+    format: ImageFormat,
+    *,
+    infotext: str,
+    metadata: dict[str, Any],
+    xmp: str | None = None,
+    description: str | None = None,
+    software: str | None = None,
+) -> bytes:
+    """The file's bytes: PNG with text chunks (+ XMP iTXt); JPEG/WebP with EXIF and XMP.
+
+    For JPEG/WebP the JSON has no chunk of its own: it is expected inside `xmp` (see provenance.xmp).
+    """
+    buffer = io.BytesIO()
+    if format == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PNG_INFOTEXT_KEY, infotext)  # tEXt when Latin-1, else iTXt (as A1111 writes it)
+        info.add_itxt(PNG_METADATA_KEY, json.dumps(metadata, ensure_ascii=False))
+        if xmp is not None:
+            info.add_itxt(PNG_XMP_KEY, xmp)
+        if description is not None:
+            info.add_itxt("Description", description)
+        if software is not None:
+            info.add_text("Software", software)
+        image.save(buffer, format="PNG", pnginfo=info)
+        return buffer.getvalue()
+    exif = Image.Exif()
+    if description is not None:
+        exif[_IMAGE_DESCRIPTION] = description
+    if software is not None:
+        exif[_SOFTWARE] = software
+    # UserComment as A1111 writes it: "UNICODE\0" then UTF-16 big-endian
+    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\0" + infotext.encode("utf-16-be")
+    extra: dict[str, Any] = {"xmp": xmp.encode("utf-8")} if xmp is not None else {}
+    image.convert("RGB").save(buffer, format=format.upper(), exif=exif, **_SAVE_OPTIONS[format], **extra)
+    return buffer.getvalue()
 
 
 def next_number(folder: Path) -> int:
@@ -115,7 +187,7 @@ def _numbers(folder: Path) -> set[int]:
         return {int(match.group(1)) for match in matches if match}
 
 
-def _claim_name(tmp: Path, folder: Path, suffix: str) -> Path:
+def _claim_name(tmp: Path, folder: Path, suffix: str, ext: str = "png") -> Path:
     """Give the synced temp file its final name under the next free number; never replaces a file.
 
     Savers with different stem hints would not collide on the name alone, so a number is first claimed
@@ -131,7 +203,7 @@ def _claim_name(tmp: Path, folder: Path, suffix: str) -> Path:
         except FileExistsError:  # another saver is naming this number right now
             number += 1
             continue
-        final = folder / (f"{number:05d}-{suffix}.png" if suffix else f"{number:05d}.png")
+        final = folder / (f"{number:05d}-{suffix}.{ext}" if suffix else f"{number:05d}.{ext}")
         try:
             if number in _numbers(folder):
                 raise FileExistsError(final)
@@ -176,7 +248,8 @@ def read_metadata(path: Path) -> ImageMetadata:
     """The infotext and keypaint JSON a picture carries.
 
     PNG: the `parameters` and `keypaint` text chunks (A1111 PNGs have only `parameters`).
-    JPEG/WebP: the EXIF UserComment, where A1111 writes the infotext (best effort).
+    JPEG/WebP: the EXIF UserComment, where A1111 writes the infotext (best effort), and keypaint's JSON
+    from the XMP packet.
     """
     try:
         with Image.open(path) as image:
@@ -187,6 +260,9 @@ def read_metadata(path: Path) -> ImageMetadata:
                 comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
                 if comment:
                     text[PNG_INFOTEXT_KEY] = _decode_user_comment(comment)
+                embedded = embedded_metadata(image.info.get("xmp"))  # keypaint's JSON, in the XMP packet
+                if embedded is not None:
+                    text[PNG_METADATA_KEY] = json.dumps(embedded)
     except FileNotFoundError:
         raise ImageError(f"no such image: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
