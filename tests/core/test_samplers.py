@@ -68,3 +68,11 @@ def test_sde_sampler_noise_is_seeded_per_picture() -> None:
     scheduler = make_scheduler(Sampler.DPMPP_SDE_KARRAS, dict(SD_SCHEDULER), [7, 8])
     assert isinstance(scheduler, DPMSolverSDEScheduler)
     assert scheduler.noise_sampler_seed == [7, 8]
+
+
+def test_latents_are_never_clipped_even_when_the_model_config_omits_it() -> None:
+    dpm_config = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
+    assert make_scheduler(Sampler.DDPM, dpm_config, [1]).config.clip_sample is False
+    ddim = make_scheduler(Sampler.DDIM, dpm_config, [1])
+    assert ddim.config.clip_sample is False
+    assert ddim.config.set_alpha_to_one is False

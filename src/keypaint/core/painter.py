@@ -106,6 +106,11 @@ class Painter:
         return cls(loaded, limits=limits, policy=policy)
 
     @property
+    def base_scheduler_config(self) -> dict[str, Any]:
+        """The model's training schedule (betas, prediction type) every sampler is built from."""
+        return dict(self._base_scheduler_config)
+
+    @property
     def device(self) -> torch.device:
         return self.model.pipe.unet.device
 

@@ -165,4 +165,8 @@ def make_scheduler(sampler: Sampler, base_config: dict[str, Any], seeds: list[in
     if spec.scheduler is DPMSolverSDEScheduler:
         overrides["noise_sampler_seed"] = seeds if len(seeds) > 1 else seeds[0]
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    # Latents are not pixels: never clamp predicted x_0 to [-1, 1], and end the chain at the model's last
+    # trained step (SD's own values; configs of other schedulers omit them and get DDPM's pixel defaults).
+    config.setdefault("clip_sample", False)
+    config.setdefault("set_alpha_to_one", False)
     return spec.scheduler.from_config(config, **overrides)
