@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -95,6 +96,19 @@ def _mount_optional() -> None:
     app.add_typer(explain_app, name="explain", help="See the two chains and the latent space.")
 
 
+def _quiet_libraries() -> None:
+    """The CLI shows its own progress: library warnings and weight-loading bars would only clutter it."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def main() -> None:
+    _quiet_libraries()
     _mount_optional()
     app()
