@@ -16,6 +16,7 @@ from keypaint.outputs.store import check_writable
 from keypaint.server.api import job_router
 from keypaint.server.config import ServerConfig
 from keypaint.server.errors import install
+from keypaint.server.explain_routes import explain_router
 from keypaint.server.models import ModelHost, PainterFactory
 from keypaint.server.sdapi import sdapi_router
 from keypaint.server.security import Guard
@@ -65,6 +66,7 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
     install(app, worker.retry_after)
     app.include_router(sdapi_router(state))
     app.include_router(job_router(state))
+    app.include_router(explain_router(state))
     verifier = find_verifier()
     if verifier is not None:
         app.include_router(verify_router(state, verifier))

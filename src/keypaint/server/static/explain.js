@@ -1,0 +1,104 @@
+// keypaint's "How it works" tab: pick a view, press Show, the figure from POST /api/explain/{view} appears.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const ABOUT = {
+    schedules: "How much noise each step adds (beta_t), how much of the picture is left (alpha_bar_t) and the " +
+      "signal-to-noise ratio, for DDPM's linear, SD's scaled-linear and the cosine schedule, and this model's.",
+    forward: "A picture from your keywords, noised in one go: x_t = sqrt(alpha_bar_t) x_0 + " +
+      "sqrt(1 - alpha_bar_t) eps, in latent space (top) and decoded (bottom).",
+    reverse: "A generation recorded step by step: the decoded x_t, the model's guess of the clean picture " +
+      "x_0, and the noise it predicts.",
+    compare: "The same starting noise through several samplers at several step counts.",
+    guidance: "The same seed at several classifier-free guidance scales (1 = off).",
+    attention: "Cross-attention per keyword, summed over steps and layers, over the picture.",
+    latent: "The picture through the VAE: encoded to the latent the U-Net works in, decoded back, and what got lost.",
+  };
+  let figureUrl = null;
+
+  const list = (id) => $(id).value.split(",").map((s) => s.trim()).filter((s) => s);
+  const numbers = (id) => list(id).map(Number);
+  const value = (id) => ($(id).value.trim() === "" ? null : Number($(id).value));
+
+  function showTab(explain) {
+    $("paint-tab").hidden = explain;
+    $("explain-tab").hidden = !explain;
+    $("tab-paint").setAttribute("aria-selected", String(!explain));
+    $("tab-explain").setAttribute("aria-selected", String(explain));
+  }
+
+  function showFields() {
+    const view = $("explain-view").value;
+    for (const block of document.querySelectorAll("#explain-form [data-for]")) {
+      block.hidden = !block.dataset.for.split(" ").includes(view);
+    }
+    $("explain-about").textContent = ABOUT[view];
+  }
+
+  function body(view) {
+    const data = {
+      keywords: list("explain-keywords"), seed: value("explain-seed"), steps: value("explain-steps"),
+      guidance_scale: value("explain-cfg"),
+    };
+    if ($("explain-sampler").value) data.sampler = $("explain-sampler").value;
+    const size = value("explain-size");
+    if (size) { data.width = size; data.height = size; }
+    if (view === "forward") data.timesteps = numbers("explain-timesteps");
+    if (view === "compare") { data.samplers = list("explain-samplers"); data.step_counts = numbers("explain-step-counts"); }
+    if (view === "guidance") data.scales = numbers("explain-scales");
+    if (view === "attention") data.attention_keywords = list("explain-attention");
+    if (view === "reverse") data.animation = $("explain-animation").checked;
+    for (const key of Object.keys(data)) if (data[key] === null) delete data[key];
+    return view === "schedules" ? {} : data;
+  }
+
+  async function show(event) {
+    event.preventDefault();
+    const view = $("explain-view").value;
+    $("explain-error").textContent = "";
+    $("explain-status").textContent = "working...";
+    $("explain-show").disabled = true;
+    try {
+      const response = await fetch(`/api/explain/${view}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, credentials: "same-origin",
+        body: JSON.stringify(body(view)),
+      });
+      if (!response.ok) {
+        const data = await response.json().catch(() => ({}));
+        throw new Error(data.error || data.detail || `${response.status} ${response.statusText}`);
+      }
+      const blob = await response.blob();
+      if (figureUrl) URL.revokeObjectURL(figureUrl);
+      figureUrl = URL.createObjectURL(blob);
+      const img = $("explain-figure");
+      img.dataset.loaded = "false";
+      img.onload = () => { img.dataset.loaded = "true"; };
+      img.src = figureUrl;
+      img.hidden = false;
+      $("explain-caption").textContent = response.headers.get("X-Keypaint-Caption") || "";
+      $("explain-status").textContent = "done";
+    } catch (err) {
+      $("explain-error").textContent = err.message;
+      $("explain-status").textContent = "";
+    } finally {
+      $("explain-show").disabled = false;
+    }
+  }
+
+  async function start() {
+    $("tab-paint").addEventListener("click", () => showTab(false));
+    $("tab-explain").addEventListener("click", () => showTab(true));
+    $("explain-view").addEventListener("change", showFields);
+    $("explain-form").addEventListener("submit", show);
+    showFields();
+    const response = await fetch("/api/info", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const info = await response.json();
+    for (const name of info.samplers) $("explain-sampler").append(new Option(name, name));
+    $("explain-sampler").value = info.default_sampler;
+    $("explain-size").placeholder = info.native_size;
+  }
+
+  start().catch((err) => { $("explain-error").textContent = err.message; });
+})();
