@@ -174,3 +174,19 @@ def test_best_of_keeps_the_candidate_the_scorer_matches_best(painter: Painter) -
         assert result.extra["Match score"] == pytest.approx(float(scores.max()), abs=1e-3)
         [alone] = painter.generate(result.params)  # the winner is re-made without the search
         assert np.abs(pixels(alone.image) - pixels(result.image)).max() <= 1
+
+
+@pytest.mark.parametrize("sampler", [Sampler.DDIM, Sampler.EULER_A, Sampler.DPMPP_2M_KARRAS])
+def test_step_events_carry_the_x0_estimate_which_ends_at_the_picture(
+    painter: Painter, sampler: Sampler
+) -> None:
+    events: list[StepEvent] = []
+    painter.generate(
+        GenerationParams(prompt="apple", steps=4, seed=3, sampler=sampler), on_step=events.append
+    )
+    assert all(e.denoised is not None and e.denoised.shape == e.latents.shape for e in events)
+    last = events[-1]
+    assert last.denoised is not None
+    # after the final step x_t is the picture's latent: the last estimate is (nearly) the same latent
+    error = (last.denoised - last.latents.float()).abs().mean() / last.latents.float().abs().mean()
+    assert error < 0.1

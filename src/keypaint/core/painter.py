@@ -21,6 +21,7 @@ from diffusers import (
 )
 from PIL import Image
 
+from keypaint.core.denoised import DenoisedTracker
 from keypaint.core.devices import dtype_name, pick_device, pick_dtype
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.samplers import make_scheduler
@@ -42,6 +43,7 @@ class StepEvent:
     batch: int  # 0-based batch number
     batches: int
     latents: torch.Tensor = field(repr=False)  # x_t after this step, on the model's device
+    denoised: torch.Tensor | None = field(default=None, repr=False)  # the step's x_0 estimate (fp32)
 
 
 @dataclass
@@ -67,7 +69,11 @@ class Painter:
     """Holds one loaded model on one device and runs generation requests against it."""
 
     def __init__(
-        self, model: LoadedModel, *, limits: Limits = Limits(), scorer: Scorer | None = None,
+        self,
+        model: LoadedModel,
+        *,
+        limits: Limits = Limits(),
+        scorer: Scorer | None = None,
         policy: ContentPolicy | None = None,  # provenance (issue 8): blocked keywords, checked in resolve
     ) -> None:
         self.model = model
@@ -239,14 +245,19 @@ class Painter:
             kwargs.setdefault("strength", 1.0)
         total_steps = _steps_run(params)
 
+        tracker = DenoisedTracker(
+            pipe.unet, self._base_scheduler_config, params.guidance_scale, pipe.vae.config.latent_channels
+        )
+
         def step_end(_pipe: DiffusionPipeline, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
-                on_step(StepEvent(i + 1, total_steps, batch, params.batch_count, tensors["latents"]))
+                latents = tensors["latents"]
+                on_step(StepEvent(i + 1, total_steps, batch, params.batch_count, latents, tracker.estimate()))
             if should_stop is not None and should_stop():
                 raise Cancelled("generation cancelled")
             return tensors
 
-        with torch.inference_mode():
+        with torch.inference_mode(), tracker:
             output = pipe(**kwargs, callback_on_step_end=step_end)
         return list(output.images)
 

@@ -83,7 +83,7 @@ def b64(data: bytes) -> str:
 
 @torch.inference_mode()
 def preview_png(latents: torch.Tensor, kind: ModelKind, vae: Any) -> bytes:
-    """A small PNG of the first picture of a batch from its current latents x_t.
+    """A small PNG of the first picture of a batch from its latents (the x_0 estimate, else x_t).
 
     Cheap on purpose, since it runs between denoising steps: the latent is scaled to unit spread (early
     x_t of sigma-parameterised samplers is x0 + sigma * noise with sigma >> 1), then decoded by the model's

@@ -200,7 +200,7 @@ class Worker:
                     if now - last_preview >= self.config.preview_interval_s or event.step == event.steps:
                         last_preview = now
                         try:
-                            progress.preview = preview_png(event.latents, kind, vae)
+                            progress.preview = preview_png(_x0_or_xt(event), kind, vae)
                             progress.preview_step = event.step
                         except Exception:  # a preview is a nicety: it never fails the job
                             log.exception("preview of job %s failed", job.id)
@@ -280,3 +280,8 @@ def _run_info(results: list[GeneratedImage], infotexts: list[str]) -> dict[str, 
         "model": first.model_name if first else None,
         "model_hash": first.model_hash if first else None,
     }
+
+
+def _x0_or_xt(event: StepEvent) -> torch.Tensor:
+    """The step's x_0 estimate (what the picture is becoming); x_t where there is none."""
+    return event.denoised if event.denoised is not None else event.latents
