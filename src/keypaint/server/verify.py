@@ -30,7 +30,7 @@ class VerifyRequest(BaseModel):
 
 def find_verifier() -> Callable[[Path], Any] | None:
     try:
-        module = importlib.import_module("keypaint.provenance")
+        module = importlib.import_module("keypaint.provenance.verify")
     except ImportError:
         return None
     verifier = getattr(module, "verify_image", None)
@@ -69,7 +69,9 @@ def suffix_of(raw: bytes) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclasses, enums, paths and bytes as plain JSON values."""
+    """Dataclasses (by their own `to_dict` where they have one), enums, paths and bytes as JSON."""
+    if callable(getattr(value, "to_dict", None)):
+        return jsonable(value.to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
