@@ -33,7 +33,7 @@ def samplers_command() -> None:
 
     table = Table("sampler", "diffusers scheduler", "what it is")
     for sampler, spec in SPECS.items():
-        table.add_row(sampler.value, spec.scheduler.__name__, spec.description)
+        table.add_row(sampler.value, spec.scheduler, spec.description)
     console.print(table)
 
 
@@ -97,15 +97,10 @@ def _mount_optional() -> None:
 
 
 def _quiet_libraries() -> None:
-    """The CLI shows its own progress: library warnings and weight-loading bars would only clutter it."""
+    """The CLI shows its own progress: library warnings would only clutter it (set before they load)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
 
 
 def main() -> None:

@@ -113,7 +113,13 @@ def generate_command(
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
 
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     from keypaint.core.painter import Painter
+
+    diffusers_logging.disable_progress_bar()  # the CLI's own progress bar is the one to watch
+    transformers_logging.disable_progress_bar()
 
     painter = Painter.load(
         model if model is not None else _from_model(from_image),

@@ -8,23 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
-
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    DPMSolverSDEScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    LCMScheduler,
-    LMSDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from typing import TYPE_CHECKING, Any
 
 from keypaint.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 
 class Sampler(StrEnum):
@@ -66,7 +55,7 @@ def _normalise(name: str) -> str:
 class SamplerSpec:
     """How one sampler name becomes a diffusers scheduler, and how A1111 writes it in infotext."""
 
-    scheduler: type[SchedulerMixin]
+    scheduler: str  # the diffusers class name; imported when a scheduler is made, so listing names is cheap
     overrides: dict[str, Any] = field(default_factory=dict)
     infotext_sampler: str = ""
     schedule_type: str = "Automatic"
@@ -76,44 +65,44 @@ class SamplerSpec:
 
 SPECS: dict[Sampler, SamplerSpec] = {
     Sampler.DDPM: SamplerSpec(
-        DDPMScheduler,
+        "DDPMScheduler",
         {},
         "DDPM",
         ancestral=True,
         description="the paper's ancestral reverse chain (Ho et al. 2020)",
     ),
     Sampler.DDIM: SamplerSpec(
-        DDIMScheduler, {}, "DDIM", description="deterministic implicit sampler (Song et al.)"
+        "DDIMScheduler", {}, "DDIM", description="deterministic implicit sampler (Song et al.)"
     ),
     Sampler.EULER: SamplerSpec(
-        EulerDiscreteScheduler, {}, "Euler", description="Karras et al. Euler ODE steps"
+        "EulerDiscreteScheduler", {}, "Euler", description="Karras et al. Euler ODE steps"
     ),
     Sampler.EULER_A: SamplerSpec(
-        EulerAncestralDiscreteScheduler,
+        "EulerAncestralDiscreteScheduler",
         {},
         "Euler a",
         ancestral=True,
         description="Euler with fresh noise each step",
     ),
     Sampler.HEUN: SamplerSpec(
-        HeunDiscreteScheduler, {}, "Heun", description="2nd-order Heun, two UNet calls a step"
+        "HeunDiscreteScheduler", {}, "Heun", description="2nd-order Heun, two UNet calls a step"
     ),
-    Sampler.LMS: SamplerSpec(LMSDiscreteScheduler, {}, "LMS", description="linear multistep"),
+    Sampler.LMS: SamplerSpec("LMSDiscreteScheduler", {}, "LMS", description="linear multistep"),
     Sampler.DPMPP_2M: SamplerSpec(
-        DPMSolverMultistepScheduler,
+        "DPMSolverMultistepScheduler",
         {"algorithm_type": "dpmsolver++", "use_karras_sigmas": False},
         "DPM++ 2M",
         description="DPM-Solver++ 2nd-order multistep",
     ),
     Sampler.DPMPP_2M_KARRAS: SamplerSpec(
-        DPMSolverMultistepScheduler,
+        "DPMSolverMultistepScheduler",
         {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
         "DPM++ 2M",
         "Karras",
         description="DPM++ 2M on Karras sigmas",
     ),
     Sampler.DPMPP_SDE_KARRAS: SamplerSpec(
-        DPMSolverSDEScheduler,
+        "DPMSolverSDEScheduler",
         {"use_karras_sigmas": True},
         "DPM++ SDE",
         "Karras",
@@ -121,10 +110,10 @@ SPECS: dict[Sampler, SamplerSpec] = {
         description="stochastic DPM++ on Karras sigmas",
     ),
     Sampler.UNIPC: SamplerSpec(
-        UniPCMultistepScheduler, {}, "UniPC", description="unified predictor-corrector"
+        "UniPCMultistepScheduler", {}, "UniPC", description="unified predictor-corrector"
     ),
     Sampler.LCM: SamplerSpec(
-        LCMScheduler, {}, "LCM", description="latent consistency; for LCM-distilled models"
+        "LCMScheduler", {}, "LCM", description="latent consistency; for LCM-distilled models"
     ),
 }
 
@@ -162,11 +151,14 @@ def make_scheduler(sampler: Sampler, base_config: dict[str, Any], seeds: list[in
     """
     spec = SPECS[sampler]
     overrides = dict(spec.overrides)
-    if spec.scheduler is DPMSolverSDEScheduler:
+    if spec.scheduler == "DPMSolverSDEScheduler":
         overrides["noise_sampler_seed"] = seeds if len(seeds) > 1 else seeds[0]
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
     # Latents are not pixels: never clamp predicted x_0 to [-1, 1], and end the chain at the model's last
     # trained step (SD's own values; configs of other schedulers omit them and get DDPM's pixel defaults).
     config.setdefault("clip_sample", False)
     config.setdefault("set_alpha_to_one", False)
-    return spec.scheduler.from_config(config, **overrides)
+    import diffusers
+
+    scheduler_class: type[SchedulerMixin] = getattr(diffusers, spec.scheduler)
+    return scheduler_class.from_config(config, **overrides)
