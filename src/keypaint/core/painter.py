@@ -74,7 +74,7 @@ class Painter:
         *,
         limits: Limits = Limits(),
         scorer: Scorer | None = None,
-        policy: ContentPolicy | None = None,  # provenance (issue 8): blocked keywords, checked in resolve
+        policy: ContentPolicy | None = None,  # blocked keywords, refused in resolve before any compute
     ) -> None:
         self.model = model
         self.limits = limits
@@ -126,7 +126,7 @@ class Painter:
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` against this model and fill in what they leave open (seed, size)."""
-        if self.policy is not None:  # provenance (issue 8): refuse blocked keywords before any compute
+        if self.policy is not None:
             self.policy.check(params.prompt)
         params.validate(self.limits)
         width, height = params.width, params.height
