@@ -147,3 +147,10 @@ def tiny_models_home(_private_home: Path, tiny_model_folders: Path) -> Path:
     for folder in tiny_model_folders.iterdir():
         (models / folder.name).symlink_to(folder, target_is_directory=True)
     return _private_home
+
+
+# Debian's chromium, driven by Playwright (its own browser download cannot work offline); these flags keep
+# it from reaching for the network at start.
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]

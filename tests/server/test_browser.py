@@ -16,11 +16,7 @@ from PIL import Image
 
 from keypaint.core.painter import Painter
 from keypaint.server.config import ServerConfig
-from tests.server.conftest import FAST, Running, start_server, wait_job
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.server.conftest import ARGS, CHROMIUM, FAST, Running, start_server, wait_job
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="browser tests need Debian's chromium: apt-get install chromium")

@@ -17,11 +17,8 @@ from PIL import Image
 
 from keypaint.core.painter import Painter
 from keypaint.server.config import ServerConfig
-from tests.server.conftest import FAST, Running, png_b64, start_server, wait_for
+from tests.server.conftest import ARGS, CHROMIUM, FAST, Running, png_b64, start_server, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BASE = {"keywords": ["red apple", "fruit"], "seed": 3, **FAST}
 
 
