@@ -85,6 +85,8 @@ def test_latent_caption_reports_compression(client: httpx.Client) -> None:
     figure(response)
     assert "fewer numbers" in response.headers["x-keypaint-caption"]
     assert "PSNR" in response.headers["x-keypaint-caption"]
+    ratio = response.headers["x-keypaint-caption"].split("costs ")[1].split("x fewer FLOPs")[0]
+    assert float(ratio.replace(",", "")) > 10  # 64 px: the pixel-space U-Net works on 64x more positions
 
 
 @pytest.mark.parametrize(("view", "body", "field"), [

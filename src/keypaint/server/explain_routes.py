@@ -320,10 +320,15 @@ def _attention(painter: Painter, folder: Path, params: GenerationParams, wanted:
 
 def _latent(painter: Painter, folder: Path, params: GenerationParams, picture: Image.Image | None
             ) -> tuple[Path, str]:
-    from keypaint.explain.latent import roundtrip, save_roundtrip
+    from keypaint.explain.latent import roundtrip, save_roundtrip, step_costs
 
     assert params.width is not None and params.height is not None
     result = roundtrip(painter.model, _picture(painter, params, picture), (params.width, params.height))
     c, h, w = result.latents.shape[1:]
-    caption = f"latent {w}x{h}x{c}: {result.compression:.0f}x fewer numbers, PSNR {result.psnr:.2f} dB"
+    # FLOPs are counted on the meta device; the pixel-space U-Net is not run here (it is the slow one)
+    latent_step, pixel_step, _ = step_costs(painter.model, params.height, params.width, repeats=1,
+                                            max_timed_gflops=0)
+    caption = (f"latent {w}x{h}x{c}: {result.compression:.0f}x fewer numbers, PSNR {result.psnr:.2f} dB; "
+               f"one guided denoising step costs {pixel_step.flops / latent_step.flops:,.0f}x fewer FLOPs "
+               f"in latent space ({latent_step.flops / 1e9:,.2f} vs {pixel_step.flops / 1e9:,.1f} GFLOPs)")
     return save_roundtrip(result, folder / "latent.png"), caption
