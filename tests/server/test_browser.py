@@ -86,8 +86,8 @@ def test_type_keywords_and_generate(page: Any, site: Running, tmp_path: Path) ->
     page.wait_for_selector("#result img")
     sync_api.expect(page.locator("#status")).to_have_text("done")
     assert page.locator("#result img").evaluate("img => img.complete && img.naturalWidth") == 64
-    assert page.locator("#preview").is_visible()  # the live preview was shown
-    assert page.locator("#gallery .thumb").count() == 1
+    sync_api.expect(page.locator("#preview")).to_be_visible()  # the live preview was shown
+    sync_api.expect(page.locator("#gallery .thumb")).to_have_count(1)  # the gallery refreshes after "done"
     page.screenshot(path=str(tmp_path / "generated.png"))
     assert Image.open(tmp_path / "generated.png").size == (1200, 900)
     with site.client() as client:
@@ -104,7 +104,7 @@ def test_cancel_a_running_job(page: Any, tmp_path: Path) -> None:
     sync_api.expect(page.locator("#status")).to_have_text(re.compile(r"^running: step \d+/1000"))
     page.click("#cancel")
     sync_api.expect(page.locator("#status")).to_have_text(re.compile("^cancelled"), timeout=10_000)
-    assert page.locator("#cancel").is_disabled()
+    sync_api.expect(page.locator("#cancel")).to_be_disabled()
     page.screenshot(path=str(tmp_path / "cancelled.png"))
 
 
@@ -127,17 +127,17 @@ def test_reload_finds_the_gallery_and_reuses_settings(page: Any, site: Running, 
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     thumbs = page.locator("#gallery .thumb")
-    assert thumbs.count() >= 1
+    sync_api.expect(thumbs.first).to_be_visible()  # the gallery loads after the page is ready
     thumbs.first.click()
-    assert page.locator("#details").is_visible()
+    sync_api.expect(page.locator("#details")).to_be_visible()
     assert "Seed: 77" in page.inner_text("#details-text")
     page.screenshot(path=str(tmp_path / "details.png"))
     with page.expect_download() as download:
         page.click("#download")
     assert download.value.suggested_filename.endswith("-77.png")
     page.click("#use-again")
-    assert page.locator("#chips .chip .text").all_inner_texts() == ["pear", "gold"]
-    assert page.locator("#chips .chip .weight").nth(1).inner_text() == "1.2"
+    sync_api.expect(page.locator("#chips .chip .text")).to_have_text(["pear", "gold"])
+    sync_api.expect(page.locator("#chips .chip .weight").nth(1)).to_have_text("1.2")
     assert page.input_value("#seed") == "77" and page.input_value("#style") == "watercolor"
     assert page.input_value("#sampler") == "Euler a"
     page.click("#generate")  # the same settings make the same picture again
