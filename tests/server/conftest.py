@@ -154,3 +154,12 @@ def tiny_models_home(_private_home: Path, tiny_model_folders: Path) -> Path:
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def site(tiny_sd1: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One server with the tiny SD 1.x model for a whole test module (browser and explain-tab tests)."""
+    running = start_server(ServerConfig(out=tmp_path_factory.mktemp("site") / "outputs"),
+                           painter=Painter(tiny_sd1))
+    yield running
+    running.stop()

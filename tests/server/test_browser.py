@@ -14,21 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keypaint.core.painter import Painter
-from keypaint.server.config import ServerConfig
-from tests.server.conftest import ARGS, CHROMIUM, FAST, Running, start_server, wait_job
+from tests.server.conftest import ARGS, CHROMIUM, FAST, Running, wait_job
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="browser tests need Debian's chromium: apt-get install chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need `pip install playwright`")
 
 
-@pytest.fixture(scope="module")
-def site(tiny_sd1: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = start_server(ServerConfig(out=tmp_path_factory.mktemp("browser") / "outputs"),
-                           painter=Painter(tiny_sd1))
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from keypaint.core.painter import Painter
 from keypaint.server.config import ServerConfig
-from tests.server.conftest import ARGS, CHROMIUM, FAST, Running, png_b64, start_server, wait_for
+from tests.server.conftest import ARGS, CHROMIUM, FAST, Running, png_b64, wait_for
 
 BASE = {"keywords": ["red apple", "fruit"], "seed": 3, **FAST}
 
 
-@pytest.fixture(scope="module")
-def site(tiny_sd1: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = start_server(ServerConfig(out=tmp_path_factory.mktemp("explain") / "outputs"),
-                           painter=Painter(tiny_sd1))
-    yield running
-    running.stop()
 
 
 @pytest.fixture
