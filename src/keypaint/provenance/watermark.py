@@ -1,29 +1,31 @@
-"""The invisible watermark: "keypaint" and a 32-bit picture id hidden in the pixels.
+"""The invisible watermark: "keypaint" and a 32-bit picture id hidden in the pixels (scheme 2).
 
 Embedding uses the `invisible-watermark` library's dwtDctSvd method (the family SD's reference scripts use;
 chosen over dwtDct and rivaGan by measurement, see docs/provenance.md): a channel goes through a Haar DWT,
 the low band is cut into 4x4 blocks (8x8 pixels), and each block's largest singular value is quantised so
-that it carries one payload bit; the payload repeats over all blocks in raster order. keypaint marks two
-channels, luma (Y) and the blue difference (U), with the library's `encode_frame`.
+that it carries one bit (the library's `encode_frame`, one block at a time). What each block carries is
+watermark_layout.py's: in luma a whitened "keypaint" pattern (3 blocks of 4) for detection, and a 48-bit
+word (the id and a 16-bit check) in the other luma blocks and in every chroma (U) block.
 
 What is keypaint's own, and why (figures in docs/provenance.md):
-- the wavelet transform around `encode_frame`: the library's `encode` puts the horizontal and vertical
-  detail bands back swapped and truncates to uint8 (wrapping values past 255), which alone costs many dB
-  of PSNR; here the picture stays in float and is rounded once. It also lets 128 px pictures (the built-in
-  model's) be marked: the library's wrapper refuses anything under 256x256.
-- offsets that put flat white at a 1-bit centre, and a chroma-preserving clip (see CHANNELS and
-  `_fit_range_keep_chroma`): emoji sit on white, where a raised value would be clipped away.
-- the detector: the library's rule (largest singular value modulo the step; an orthonormal DCT leaves
-  singular values unchanged, so the DCT is skipped) with soft votes, vectorised, reading both channels
-  together and each alone, plus a search over the 8 px block grid, the original picture's row length
-  and the payload's phase, so crops and halvings can still be read. A picture counts as marked only when
-  the 64 "keypaint" bits match (see MAX_MAGIC_ERRORS).
+- the wavelet transform around the library's quantiser: its `encode` puts the horizontal and vertical
+  detail bands back swapped and truncates to uint8, which alone costs many dB of PSNR; here the picture
+  stays in float and is rounded once. It also marks 128 px pictures, which its wrapper refuses.
+- clipping to 0..255 per channel, then re-embedding the blocks the clip moved off their bit (PASSES):
+  the built-in model paints saturated colours (orange is R = 255, B = 0), where a mark is only reachable
+  through the channels that are not at a limit; one pass left 1 luma block in 5 wrong.
+- the detector. JPEG quality 75 flips about a third of a 128 px picture's block votes; a per-bit majority
+  then fails, but the correlation of all the luma votes with the pattern's signs survives. Its bound: the
+  pattern's signs are pseudo-random (SHA-256), so for a picture that was not made against them, Hoeffding's
+  inequality gives P(z >= t) <= exp(-t**2 / 2) per alignment tried, whatever the picture. The thresholds
+  below spend a false-positive budget of 1e-6 per picture read over every alignment the detector tries.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass
 
@@ -33,31 +35,34 @@ import pywt
 from imwatermark.dwtDctSvd import EmbedDwtDctSvd
 from PIL import Image
 
-MAGIC = b"keypaint"
-# "keypaint" (64 bits) + a 32-bit id + a 7-bit check of the id = 103 bits. 103 is prime on purpose: the
-# library repeats the payload in raster order, so a length sharing factors with the number of block columns
-# (96 with 16 or 64 columns) ties each bit to a few columns, and a crop that cuts those off erases the bit.
-PAYLOAD_BITS = 8 * (len(MAGIC) + 4) + 7
+from keypaint.provenance import watermark_layout as layout
+from keypaint.provenance import watermark_v1
+
+MAGIC = layout.MAGIC
+PAYLOAD_BITS = 8 * len(MAGIC) + layout.WORD_BITS  # "keypaint" + 32-bit id + 16-bit check = 112
 METHOD = "dwtDctSvd"
-SCHEME = 1  # bump when the payload, channels, steps or offsets change: older marks need the older reader
-# YUV channels carrying the mark -> (quantisation step of the block's singular value, offset added to the
-# channel). Luma survives JPEG better (chroma is subsampled and coarsely quantised); chroma carries the
-# id more reliably through crops and halvings: measured, docs/provenance.md. The offsets put a flat white
-# block at 3/4 of the step, the centre of a 1 bit: on white a mark then only ever darkens, nothing clips.
-# Luma's offset is 0, as in the library (which works on uint8 YUV), so its own decoder reads our luma mark.
-CHANNELS: dict[int, tuple[float, float]] = {0: (32.0, 0.0), 1: (28.0, 128.125)}
-# A picture is marked when, at the best alignment, at least MIN_MAGIC_READ of the 64 "keypaint" bits got
-# votes (a crop of a small picture leaves some with none) and at most MAX_MAGIC_ERRORS of those are wrong.
-# By chance: sum(C(64, k), k <= 3) / 2**64 ~ 2e-15 per alignment when all 64 bits read, ~1e-8 when only 40
-# do; a full search tries up to ~1.5e6 alignments (128 px, three channel groups), so an unmarked picture
-# reads as marked well under 1e-6 of the time in the usual case. Measured: 0 of 132 (docs/provenance.md).
-MIN_MAGIC_READ = 40
-MAX_MAGIC_ERRORS = 3
-_MAGIC_BITS = np.unpackbits(np.frombuffer(MAGIC, np.uint8)).astype(np.float32)
-_UNDECIDED = 0.05  # |sum of soft votes| below this leaves a bit unread
+SCHEME = 2  # bump when the layout, channels, steps or offsets change: older marks need the older reader
+BLOCK = 8  # pixels per block: 4x4 blocks of the half-resolution low band
+# YUV channel -> (quantisation step of a block's singular value, offset added to the channel). A flat block
+# of value v has singular value 8 v, so luma's step 2040 / 56.75 puts white (8 * 255 = 2040) at 3/4 of a
+# step, the centre of a 1 bit: on white a mark only ever darkens, nothing clips. Luma's offset is 0, as in
+# the library (which works on uint8 YUV), so its own decoder reads our luma blocks. Chroma's offset puts
+# grey (U = 0.5 in OpenCV's float YUV) at 3/4 of its step likewise. Steps chosen by measurement: larger
+# luma steps buy little JPEG robustness for their PSNR (docs/provenance.md).
+CHANNELS: dict[int, tuple[float, float]] = {0: (2040 / 56.75, 0.0), 1: (24.0, 1.75)}
+PASSES = 4  # embedding passes: the first marks every block, later ones the blocks a clip moved off their bit
+_ON_BIT = 0.95  # a block whose vote for its bit is at least this needs no further pass
+# the detector weighs a luma block's vote by 1 / (1 + (sd / _TEXTURE) ** 2), sd the standard deviation of
+# its 4x4 low band: JPEG q75 leaves flat blocks' votes 0.9 right on average, those with sd >= 64 at 0.1
+# (measured, 100 built-in pictures); the weights depend on the picture alone, so the bound still holds.
+# Chroma votes (the id only, which JPEG erases anyway) read no better weighted and stay as they are.
+_TEXTURE = 32.0
+FALSE_POSITIVE_BOUND = 1e-6  # per picture read, split evenly between the two stages of `detect`
+_SEARCH_TESTS = 2 * BLOCK * BLOCK * layout.KEY * layout.KEY  # 2 scales x 64 grid shifts x 48x48 phases
+AS_SAVED_THRESHOLD = math.sqrt(2 * math.log(2 / FALSE_POSITIVE_BOUND))  # 1 test: 5.39
+SEARCH_THRESHOLD = math.sqrt(2 * math.log(2 * _SEARCH_TESTS / FALSE_POSITIVE_BOUND))  # 7.36
 _SEARCH_WINDOW = 512  # pixels: the alignment search reads at most this much of a picture, centred
 _UPSCALE_BELOW = 384  # pictures smaller than this are also read at 2x, undoing a halving (costly when big)
-_GRID = 8  # pixels per block: 4x4 blocks of the half-resolution low band
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,11 @@ class WatermarkResult:
     """What the detector read from a picture."""
 
     found: bool
-    picture_id: str | None = None  # 8 hex digits; None when not found or the id's bits did not all read
-    magic_errors: int | None = None  # bit errors in the 64 "keypaint" bits of the best alignment
-    alignment: str | None = None  # how it was read, e.g. "as saved" or "scale 2x, grid +3+5"
+    picture_id: str | None = None  # 8 hex digits; None when not found or the id did not pass its check
+    magic_errors: int | None = None  # "keypaint" bits read wrong at the best alignment (informative)
+    alignment: str | None = None  # how it was read, e.g. "as saved" or "scale 2x, grid +3+5, phase 0,2"
+    score: float | None = None  # z: the correlation with the pattern, in standard deviations of chance
+    scheme: int | None = None  # which scheme's mark was found
 
 
 def picture_id_for(recipe: dict) -> str:
@@ -81,141 +88,151 @@ def picture_id_for(recipe: dict) -> str:
 
 
 def payload_bits(picture_id: str) -> list[int]:
-    """The 103 payload bits: "keypaint", the id (most significant bit first), then the id's 7-bit check."""
-    raw = MAGIC + struct.pack(">I", int(picture_id, 16)) + bytes([_check(int(picture_id, 16)) << 1])
-    return [int(b) for b in np.unpackbits(np.frombuffer(raw, np.uint8))][:PAYLOAD_BITS]
-
-
-def _check(picture_id: int) -> int:
-    """7 bits of the id's hash: a misread id passes this by chance 1 time in 128."""
-    return hashlib.sha256(struct.pack(">I", picture_id)).digest()[0] >> 1
+    """The 112 payload bits: "keypaint", the id (most significant bit first), then its 16-bit check."""
+    value = int(picture_id, 16)
+    raw = MAGIC + struct.pack(">IH", value, layout.check_of(value))
+    return [int(b) for b in np.unpackbits(np.frombuffer(raw, np.uint8))]
 
 
 def embed(image: Image.Image, picture_id: str) -> Image.Image:
     """`image` with the payload embedded (RGB out; an alpha channel is dropped: pictures here are RGB)."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    rows, cols = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
-    yuv = cv2.cvtColor(rgb[..., ::-1].copy(), cv2.COLOR_BGR2YUV)
-    embedder = EmbedDwtDctSvd(payload_bits(picture_id), wmLen=PAYLOAD_BITS)
-    for index, (step, offset) in CHANNELS.items():
-        low, (horizontal, vertical, diagonal) = pywt.dwt2(yuv[:rows, :cols, index] + offset, "haar")
-        embedder.encode_frame(low, step)
-        yuv[:rows, :cols, index] = pywt.idwt2((low, (horizontal, vertical, diagonal)), "haar") - offset
-    rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)[..., ::-1]
-    rgb = _fit_range_keep_chroma(rgb)
-    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+    rows, cols = rgb.shape[0] // BLOCK, rgb.shape[1] // BLOCK
+    if rows == 0 or cols == 0:
+        raise ValueError(f"a {image.width}x{image.height} picture is too small to watermark (8x8 at least)")
+    height, width = rows * BLOCK, cols * BLOCK
+    luma, chroma = layout.block_bits(picture_id, rows, cols)
+    for _ in range(PASSES):
+        yuv = _yuv(rgb)
+        for index, bits in ((0, luma), (1, chroma)):
+            step, offset = CHANNELS[index]
+            low, details = pywt.dwt2(yuv[:height, :width, index] + offset, "haar")
+            _quantise_off_bit_blocks(low, bits, step)
+            yuv[:height, :width, index] = pywt.idwt2((low, details), "haar") - offset
+        rgb = np.clip(cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)[..., ::-1], 0, 255)
+    return Image.fromarray(np.rint(rgb).astype(np.uint8), "RGB")
 
 
-def _fit_range_keep_chroma(rgb: np.ndarray) -> np.ndarray:
-    """Bring pixels back into 0..255 by moving all three channels equally: that changes luma only, so a
-    chroma mark that pushed a near-white blue past 255 survives (instead of being clipped away)."""
-    over = np.maximum(rgb.max(axis=-1, keepdims=True) - 255, 0)
-    under = np.maximum(-rgb.min(axis=-1, keepdims=True), 0)
-    return rgb - over + under
+def _quantise_off_bit_blocks(low: np.ndarray, bits: np.ndarray, step: float) -> None:
+    """The library's quantiser, in place, on each 4x4 block of `low` whose vote is not yet firmly its bit."""
+    agreement = _votes_of_low(low, step) * (2 * bits - 1)
+    for i, j in zip(*np.nonzero(agreement < _ON_BIT), strict=True):
+        block = low[4 * i : 4 * i + 4, 4 * j : 4 * j + 4]  # a view: encode_frame writes through it
+        EmbedDwtDctSvd([int(bits[i, j])], wmLen=1).encode_frame(block, step)
 
 
 def detect(image: Image.Image, *, search: bool = True) -> WatermarkResult:
-    """Look for the payload; `search=False` reads only the grid as saved (fast, for untouched files)."""
+    """Look for the payload; `search=False` reads only the grid as saved (fast, for untouched files).
+
+    Stage 1 reads the grid as saved (JPEG and PNG re-saves keep it); stage 2 searches 64 grid shifts and
+    every phase of the pattern, at 1x and (small pictures) 2x, for crops and halvings. Pictures marked by
+    scheme 1 are read as saved.
+    """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    best = _read(_channels(rgb), shifts=[(0, 0)], label="as saved")
-    if best.found or not search:
-        return best
+    luma = _votes(_yuv(rgb)[..., 0], 0, 0, 0)
+    if luma.size == 0:
+        return WatermarkResult(found=False)
+    z = float(_z_map(_fold(luma))[0, 0])
+    if z >= AS_SAVED_THRESHOLD:
+        return _result(rgb, 0, 0, (0, 0), z, "as saved")
+    old = watermark_v1.read_as_saved(rgb)
+    if old is not None:
+        return WatermarkResult(
+            found=True, picture_id=old[0], magic_errors=old[1], alignment="as saved", scheme=1
+        )
+    if not search:
+        return WatermarkResult(found=False, score=z)
+    best: tuple[float, np.ndarray, int, int, tuple[int, int], str] | None = None
     for scale in (1, 2):
         if scale == 2 and min(rgb.shape[:2]) >= _UPSCALE_BELOW:
             break
-        scaled = rgb if scale == 1 else cv2.resize(rgb, None, fx=scale, fy=scale,
-                                                   interpolation=cv2.INTER_CUBIC)
-        # the search reads a centre window at most _SEARCH_WINDOW wide: a crop, which it handles anyway,
-        # and what keeps a 4000 px photo from costing minutes
+        scaled = rgb if scale == 1 else cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        # a centre window at most _SEARCH_WINDOW wide: a crop, which the phase search handles anyway, and
+        # what keeps a 4000 px photo from costing minutes
         top = max(0, (scaled.shape[0] - _SEARCH_WINDOW) // 2)
         left = max(0, (scaled.shape[1] - _SEARCH_WINDOW) // 2)
-        window = scaled[top:top + _SEARCH_WINDOW, left:left + _SEARCH_WINDOW]
-        shifts = [(dy, dx) for dy in range(_GRID) for dx in range(_GRID)]
-        cols = scaled.shape[1] // _GRID  # the original's row length lies in [cols, 1.5 cols]
-        result = _read(_channels(window), shifts=shifts, label=f"scale {scale}x",
-                       row_range=(cols, cols * 3 // 2 + 2))
-        if result.found:
-            return result
-        if (result.magic_errors or 99) < (best.magic_errors or 99):
-            best = result
-    return best
+        window = scaled[top : top + _SEARCH_WINDOW, left : left + _SEARCH_WINDOW]
+        channel = _yuv(window)[..., 0]
+        for dy in range(BLOCK):
+            for dx in range(BLOCK):
+                votes = _votes(channel, 0, dy, dx)
+                if votes.size == 0:
+                    continue
+                zs = _z_map(_fold(votes))
+                p, q = np.unravel_index(int(np.argmax(zs)), zs.shape)
+                if best is None or zs[p, q] > best[0]:
+                    best = (float(zs[p, q]), window, dy, dx, (int(p), int(q)), f"scale {scale}x")
+        if best is not None and best[0] >= SEARCH_THRESHOLD:
+            break
+    if best is None or best[0] < SEARCH_THRESHOLD:
+        return WatermarkResult(found=False, score=max(z, best[0]) if best else z)
+    score, window, dy, dx, phase, label = best
+    return _result(window, dy, dx, phase, score, f"{label}, grid +{dy}+{dx}, phase {phase[0]},{phase[1]}")
 
 
-def _channels(rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """(channel + offset, step) for each marked channel."""
-    yuv = cv2.cvtColor(np.ascontiguousarray(rgb[..., ::-1]), cv2.COLOR_BGR2YUV)
-    return [(yuv[..., index] + offset, step) for index, (step, offset) in CHANNELS.items()]
+def _result(rgb: np.ndarray, dy: int, dx: int, phase: tuple[int, int], z: float, how: str) -> WatermarkResult:
+    """A found mark: the id and the "keypaint" bit errors, read at its alignment."""
+    yuv = _yuv(rgb)
+    luma, chroma = _votes(yuv[..., 0], 0, dy, dx), _votes(yuv[..., 1], 1, dy, dx)
+    return WatermarkResult(
+        found=True,
+        picture_id=layout.read_id(luma, chroma, phase),
+        magic_errors=layout.magic_errors(luma, phase),
+        alignment=how,
+        score=round(z, 2),
+        scheme=SCHEME,
+    )
 
 
-def _block_votes(channel: np.ndarray, step: float, dy: int, dx: int) -> np.ndarray:
-    """Per 8x8 pixel block, a soft vote in [-1, 1] for its bit (+1: surely 1, 0: on the decision boundary).
+def _yuv(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb[..., ::-1]), cv2.COLOR_BGR2YUV)
 
-    The library's hard rule reads bit 1 when (s mod step) > step / 2, with the embedded values at 1/4 and
-    3/4 of the step; -sin(2 pi (s mod step) / step) is +1 and -1 at those points and 0 at the boundaries,
-    so blocks that a JPEG pushed near a boundary count less instead of flipping a vote.
-    """
+
+def _votes(channel: np.ndarray, index: int, dy: int, dx: int) -> np.ndarray:
+    """Soft votes of a channel's 8x8 blocks, grid starting at (dy, dx); luma's weighted by flatness."""
+    step, offset = CHANNELS[index]
     part = channel[dy:, dx:]
-    rows, cols = part.shape[0] // _GRID, part.shape[1] // _GRID
+    rows, cols = part.shape[0] // BLOCK, part.shape[1] // BLOCK
     if rows == 0 or cols == 0:
         return np.zeros((0, 0), np.float32)
-    low, _ = pywt.dwt2(part[: rows * _GRID, : cols * _GRID], "haar")
-    blocks = low.reshape(rows, 4, cols, 4).transpose(0, 2, 1, 3)
+    low, _ = pywt.dwt2(part[: rows * BLOCK, : cols * BLOCK] + offset, "haar")
+    votes = _votes_of_low(low, step)
+    if index != 0:
+        return votes
+    spread = low.reshape(rows, 4, cols, 4).std(axis=(1, 3))
+    return votes / (1 + (spread / _TEXTURE) ** 2)
+
+
+def _votes_of_low(low: np.ndarray, step: float) -> np.ndarray:
+    """Per 4x4 block of a low band, a soft vote in [-1, 1] for its bit (+1: surely 1, 0: on the boundary).
+
+    The library's rule reads bit 1 when (s mod step) > step / 2, with the embedded values at 1/4 and 3/4
+    of the step; -sin(2 pi (s mod step) / step) is +1 and -1 at those points and 0 at the boundaries, so
+    blocks that a JPEG pushed near a boundary count less instead of flipping a vote. (An orthonormal DCT
+    leaves singular values unchanged, so the library's DCT is skipped.)
+    """
+    rows, cols = low.shape[0] // 4, low.shape[1] // 4
+    blocks = low[: rows * 4, : cols * 4].reshape(rows, 4, cols, 4).transpose(0, 2, 1, 3)
     top = np.linalg.svd(blocks, compute_uv=False)[..., 0]
     return -np.sin(2 * np.pi * (top % step) / step)
 
 
-def _read(channels: list[tuple[np.ndarray, float]], shifts: list[tuple[int, int]], label: str,
-          row_range: tuple[int, int] | None = None) -> WatermarkResult:
-    """Best alignment over grid shifts, the original picture's row length and the payload's phase.
+def _fold(votes: np.ndarray) -> np.ndarray:
+    """Votes summed per pattern position, for a picture whose first block is the pattern's (0, 0)."""
+    a, b = layout.positions(*votes.shape)
+    sums = np.bincount((a * layout.KEY + b).ravel(), weights=votes.ravel(), minlength=layout.KEY**2)
+    return sums.reshape(layout.KEY, layout.KEY)
 
-    Block (i, j) of the original grid carried bit (i * row_length + j) mod 103. Reading a crop, the offset
-    of the first kept block only rotates that (the phase); the original row length is unknown, and lengths
-    up to 1.5x this picture's (a crop to 2/3) are tried. Blocks' soft votes are summed per residue, over
-    all channels and for each channel alone: a JPEG flattens chroma into votes that all lean one way,
-    which would drown the luma votes that survived it.
+
+def _z_map(folded: np.ndarray) -> np.ndarray:
+    """z[p, q]: the normalised correlation with the pattern if the picture's first block sat at (p, q).
+
+    z = sum(sign * votes) / sqrt(sum(votes ** 2)) over the pattern's sync positions, for every phase at
+    once by FFT (circular correlation over the 48x48 period). With the signs fair coins independent of
+    the picture, P(z >= t) <= exp(-t**2 / 2) (Hoeffding) for each phase.
     """
-    width = PAYLOAD_BITS
-    magic = _MAGIC_BITS.astype(bool)
-    phases = (np.arange(width)[None, :] - np.arange(width)[:, None]) % width  # [phase, bit] -> residue
-    names = ["YUV"[index] for index in CHANNELS]
-    best: tuple[tuple[bool, bool, int, int], str | None, str] | None = None  # rank, id, how
-    for dy, dx in shifts:
-        votes = [_block_votes(channel, step, dy, dx) for channel, step in channels]
-        if votes[0].size == 0:
-            continue
-        rows, cols = votes[0].shape
-        i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-        if row_range is None:
-            row_lengths, phase_rows = [cols], phases[:1]  # as saved: nothing was cut off, phase 0 only
-        else:
-            row_lengths, phase_rows = sorted({n % width for n in range(*row_range)}), phases
-        for row_length in row_lengths:
-            residue = ((i * row_length + j) % width).ravel()
-            totals = [np.bincount(residue, weights=v.ravel(), minlength=width)[phase_rows] for v in votes]
-            groups = [("+".join(names), sum(totals))]
-            if len(totals) > 1:
-                groups += list(zip(names, totals, strict=True))
-            for group, total in groups:
-                bits, decided = total > 0, np.abs(total) > _UNDECIDED  # no vote (or a near tie): unread
-                read = decided[:, :64].sum(axis=1)
-                errors = ((bits[:, :64] != magic) & decided[:, :64]).sum(axis=1)
-                errors = np.where(read >= MIN_MAGIC_READ, errors, 64)
-                k = int(np.lexsort((-read, errors))[0])
-                picture_id = _id_of(bits[k], decided[k]) if errors[k] <= MAX_MAGIC_ERRORS else None
-                # found first, then one whose id reads, then fewer errors, then more bits read
-                rank = (bool(errors[k] > MAX_MAGIC_ERRORS), picture_id is None, int(errors[k]), -int(read[k]))
-                if best is None or rank < best[0]:
-                    best = (rank, picture_id, f"{label}, grid +{dy}+{dx}, {group}")
-        if best is not None and best[0][:2] == (False, False) and best[0][2] <= 1:
-            break
-    if best is None or best[0][0]:
-        return WatermarkResult(found=False, magic_errors=None if best is None else best[0][2])
-    (_, _, errors, _), picture_id, how = best
-    return WatermarkResult(found=True, picture_id=picture_id, magic_errors=errors, alignment=how)
-
-
-def _id_of(bits: np.ndarray, decided: np.ndarray) -> str | None:
-    """The id (8 hex digits) if all its bits and its 7-bit check were read and agree, else None."""
-    value = int.from_bytes(np.packbits(bits[64:96].astype(np.uint8)).tobytes(), "big")
-    check = int(np.packbits(bits[96:].astype(np.uint8))[0]) >> 1
-    return f"{value:08x}" if bool(decided[64:].all()) and check == _check(value) else None
+    spectrum = np.conj(np.fft.fft2(folded))
+    numerator = np.real(np.fft.ifft2(spectrum * np.fft.fft2(layout.SYNC_SIGNS)))
+    sync = (~layout.ID_IN_LUMA).astype(float)
+    energy = np.real(np.fft.ifft2(np.conj(np.fft.fft2(folded**2)) * np.fft.fft2(sync)))
+    return numerator / np.sqrt(np.maximum(energy, 1e-9))
