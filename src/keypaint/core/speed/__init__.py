@@ -1,0 +1,127 @@
+"""Making a pipeline fast: `accelerate(pipe, SpeedOptions)` returns the pipeline a `Painter` runs.
+
+- exact (`fast=True`): CPU: U-Net and VAE decoder under ONNX Runtime (`onnx`); GPU: channels_last, fused
+  QKV, torch.compile with CUDA graphs (`compiled`). Artefacts are cached under `cache_dir`.
+- approximate, opt-in: DeepCache (`deepcache`); bf16 is the Painter's `dtype`, not a speed option.
+- low memory (GPU): diffusers' model or sequential CPU offload, VAE tiling.
+
+The plain pipeline is never changed except where said: the GPU path compiles its U-Net and VAE in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from keypaint.core.speed.artefacts import default_cache_dir
+from keypaint.core.speed.options import EXACT_TOLERANCE, Offload, SpeedOptions
+from keypaint.errors import InvalidParams
+
+__all__ = ["EXACT_TOLERANCE", "Accelerated", "Offload", "SpeedOptions", "accelerate"]
+
+
+@dataclass
+class Accelerated:
+    """A pipeline with the speed options applied, and what the Painter calls around each run."""
+
+    pipe: Any  # a DiffusionPipeline sharing the plain pipeline's components (some stood in for)
+    options: SpeedOptions
+    backend: str  # "eager", "onnxruntime" or "torch.compile"
+    notes: dict[str, Any] = field(default_factory=dict)  # cache hits, what was applied
+
+    def before_run(self) -> None:
+        """Check cached graphs still match the weights (adapters) and start DeepCache's schedule anew."""
+        from keypaint.core.speed.deepcache import DeepCacheUNet
+        from keypaint.core.speed.onnx import OnnxUNet, OnnxVae
+
+        for part in (self.pipe.unet, self.pipe.vae):
+            if isinstance(part, OnnxUNet | OnnxVae):
+                part.graphs.sync()
+            if isinstance(part, DeepCacheUNet):
+                part.reset()
+
+    def after_run(self, shape: tuple) -> None:
+        """Save newly compiled artefacts once per input shape (GPU path)."""
+        cache = self.notes.get("compile_cache")
+        if cache is not None:
+            cache.save(shape)
+
+
+def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
+    """Apply `options` to `pipe` (a StableDiffusion or StableDiffusionXL pipeline on its device)."""
+    options.validate()
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)  # PyTorch's pool is process-wide; this is the caller's choice
+    device = pipe.unet.device
+    if options.offload is not Offload.NONE or options.vae_tiling:
+        _low_memory(pipe, options, device)
+    if options.deep_cache > 1:
+        from keypaint.core.speed.deepcache import DeepCacheUNet
+
+        fast = _with(pipe, unet=DeepCacheUNet(pipe.unet, options.deep_cache))
+        return Accelerated(fast, options, "eager", {"deep_cache": options.deep_cache})
+    if not options.fast:
+        return Accelerated(pipe, options, "eager")
+    cache_dir = options.cache_dir or default_cache_dir()
+    if device.type == "cpu":
+        return _onnx(pipe, options, cache_dir)
+    if device.type == "cuda":
+        from keypaint.core.speed.compiled import CompileCache, compile_pipeline_parts
+
+        cache = CompileCache(cache_dir, pipe.unet, pipe.vae)
+        hit = cache.load()
+        unet = compile_pipeline_parts(pipe.unet, pipe.vae)
+        return Accelerated(
+            _with(pipe, unet=unet), options, "torch.compile", {"compile_cache": cache, "cache_hit": hit}
+        )
+    raise InvalidParams("fast", f"no fast path for {device.type} devices yet")
+
+
+def _onnx(pipe: Any, options: SpeedOptions, cache_dir: Any) -> Accelerated:
+    from keypaint.core.speed.onnx import OnnxUNet, OnnxVae, onnx_runtime_available
+
+    if not onnx_runtime_available():
+        raise InvalidParams("fast", 'the CPU fast path needs ONNX Runtime: pip install "keypaint[fast]"')
+    if pipe.unet.dtype != torch.float32:
+        raise InvalidParams("fast", "the CPU fast path runs fp32 models (the exact picture); drop --dtype")
+    threads = options.threads or torch.get_num_threads()
+    unet, vae = OnnxUNet(pipe.unet, cache_dir, threads), OnnxVae(pipe.vae, cache_dir, threads)
+    fast = _with(pipe, unet=unet, vae=vae)
+    return Accelerated(fast, options, "onnxruntime", {"threads": threads})
+
+
+def _low_memory(pipe: Any, options: SpeedOptions, device: torch.device) -> None:
+    """diffusers' own offloading and tiling; they act on the pipeline's modules in place."""
+    if options.vae_tiling:
+        pipe.vae.enable_tiling()
+    if options.offload is Offload.NONE:
+        return
+    if device.type not in ("cuda", "cpu"):
+        raise InvalidParams("offload", f"offloading needs a CUDA GPU, not {device.type}")
+    if device.type == "cpu":
+        raise InvalidParams("offload", "the model already lives in CPU memory; offloading is for GPUs")
+    if options.offload is Offload.MODEL:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
+
+
+def _with(pipe: Any, **parts: torch.nn.Module) -> Any:
+    """A pipeline of the same class over the same components, with `parts` stood in for."""
+    import inspect
+
+    accepted = inspect.signature(type(pipe).__init__).parameters
+    kwargs = {k: v for k, v in {**pipe.components, **parts}.items() if k in accepted}
+    # What the plain pipeline was made with (no safety checker, no SDXL pixel watermark: keypaint marks
+    # its pictures itself), so both paths paint the same picture.
+    if "requires_safety_checker" in accepted:
+        kwargs["requires_safety_checker"] = False
+    if "add_watermarker" in accepted:
+        kwargs["add_watermarker"] = getattr(pipe, "watermark", None) is not None
+    if "force_zeros_for_empty_prompt" in accepted:
+        kwargs["force_zeros_for_empty_prompt"] = bool(pipe.config.get("force_zeros_for_empty_prompt", True))
+    fast = type(pipe)(**kwargs)
+    fast.set_progress_bar_config(disable=True)
+    return fast

@@ -1,0 +1,56 @@
+"""`SpeedOptions`: how a `Painter` runs its model: exact speed-ups, opt-in approximations, low memory.
+
+Exact means the same picture as the plain diffusers modules up to float rounding: the bench checks the
+largest pixel difference against `EXACT_TOLERANCE`. Approximate speed-ups (DeepCache, bf16) change the
+picture; they are separate options and the bench reports their cost (PSNR against the exact picture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from keypaint.errors import InvalidParams
+
+# Largest pixel difference (0-255) the exact fast path may show against the plain path. fp32 ONNX Runtime on
+# a CPU stays within 1-2 (kernel rounding); fp16 compiled kernels on a GPU round differently at every step.
+EXACT_TOLERANCE = {"cpu": 2, "cuda": 16}
+
+
+class Offload(StrEnum):
+    """Where the weights wait while they are not computing (GPU low-memory modes, diffusers' offloading)."""
+
+    NONE = "none"  # everything on the GPU
+    MODEL = "model"  # each model (text encoder, U-Net, VAE) moves to the GPU only while it runs
+    SEQUENTIAL = "sequential"  # each layer moves to the GPU only while it runs: least memory, slowest
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Speed settings of one Painter; the default runs the plain diffusers modules."""
+
+    fast: bool = False  # exact fast path: ONNX Runtime on CPUs; compile + CUDA graphs on GPUs
+    deep_cache: int = 1  # approximate (DeepCache): recompute the deep U-Net blocks every N-th step; 1 = off
+    threads: int | None = None  # CPU threads for PyTorch and ONNX Runtime (process-wide); None: PyTorch's
+    offload: Offload = Offload.NONE  # GPU low-memory mode
+    vae_tiling: bool = False  # decode large pictures tile by tile (low memory; seams are blended)
+    cache_dir: Path | None = None  # compiled artefacts; None: <KEYPAINT_HOME>/cache/speed
+
+    def validate(self) -> None:
+        """Raise `InvalidParams` for settings that cannot run together; cheap, no model needed."""
+        if isinstance(self.deep_cache, bool) or not isinstance(self.deep_cache, int):
+            raise InvalidParams("deep_cache", f"must be a whole number, got {self.deep_cache!r}")
+        if not 1 <= self.deep_cache <= 10:
+            raise InvalidParams("deep_cache", f"must be within [1, 10], got {self.deep_cache}")
+        if self.threads is not None and not (isinstance(self.threads, int) and 1 <= self.threads <= 256):
+            raise InvalidParams("threads", f"must be within [1, 256], got {self.threads!r}")
+        if self.fast and self.deep_cache > 1:
+            raise InvalidParams("deep_cache", "runs on the plain modules; it cannot be combined with fast")
+        if self.fast and self.offload is not Offload.NONE:
+            raise InvalidParams("offload", "offloading moves weights that compiled code holds; not with fast")
+
+    @property
+    def approximate(self) -> bool:
+        """True when the picture may differ from the plain path by more than float rounding."""
+        return self.deep_cache > 1
