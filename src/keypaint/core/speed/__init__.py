@@ -65,18 +65,20 @@ def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
     if not options.fast:
         return Accelerated(pipe, options, "eager")
     cache_dir = options.cache_dir or default_cache_dir()
-    if device.type == "cpu":
+    backend = options.backend
+    if backend == "auto":
+        backend = "onnxruntime" if device.type == "cpu" else "compile"
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise InvalidParams("backend", "ONNX Runtime runs keypaint's graphs on the CPU only")
         return _onnx(pipe, options, cache_dir)
-    if device.type == "cuda":
-        from keypaint.core.speed.compiled import CompileCache, compile_pipeline_parts
+    from keypaint.core.speed.compiled import CompileCache, compile_pipeline_parts
 
-        cache = CompileCache(cache_dir, pipe.unet, pipe.vae)
-        hit = cache.load()
-        unet = compile_pipeline_parts(pipe.unet, pipe.vae)
-        return Accelerated(
-            _with(pipe, unet=unet), options, "torch.compile", {"compile_cache": cache, "cache_hit": hit}
-        )
-    raise InvalidParams("fast", f"no fast path for {device.type} devices yet")
+    cache = CompileCache(cache_dir, pipe.unet, pipe.vae)
+    hit = cache.load() if options.compiler == "inductor" else False
+    unet = compile_pipeline_parts(pipe.unet, pipe.vae, options.compiler)
+    notes = {"compile_cache": cache if options.compiler == "inductor" else None, "cache_hit": hit}
+    return Accelerated(_with(pipe, unet=unet), options, "torch.compile", notes)
 
 
 def _onnx(pipe: Any, options: SpeedOptions, cache_dir: Any) -> Accelerated:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from keypaint.errors import InvalidParams
 
@@ -36,6 +37,10 @@ class SpeedOptions:
     offload: Offload = Offload.NONE  # GPU low-memory mode
     vae_tiling: bool = False  # decode large pictures tile by tile (low memory; seams are blended)
     cache_dir: Path | None = None  # compiled artefacts; None: <KEYPAINT_HOME>/cache/speed
+    backend: Literal["auto", "onnxruntime", "compile"] = (
+        "auto"  # fast path: auto = ORT on CPUs, compile on GPUs
+    )
+    compiler: Literal["inductor", "eager"] = "inductor"  # torch.compile backend; eager only traces (tests)
 
     def validate(self) -> None:
         """Raise `InvalidParams` for settings that cannot run together; cheap, no model needed."""
@@ -45,6 +50,8 @@ class SpeedOptions:
             raise InvalidParams("deep_cache", f"must be within [1, 10], got {self.deep_cache}")
         if self.threads is not None and not (isinstance(self.threads, int) and 1 <= self.threads <= 256):
             raise InvalidParams("threads", f"must be within [1, 256], got {self.threads!r}")
+        if self.backend not in ("auto", "onnxruntime", "compile"):
+            raise InvalidParams("backend", f"unknown backend {self.backend!r} (auto, onnxruntime, compile)")
         if self.fast and self.deep_cache > 1:
             raise InvalidParams("deep_cache", "runs on the plain modules; it cannot be combined with fast")
         if self.fast and self.offload is not Offload.NONE:

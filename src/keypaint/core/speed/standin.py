@@ -1,8 +1,8 @@
 """`StandIn`: a module that takes a diffusers model's place in a pipeline and answers for it.
 
-Pipelines read `config`, `dtype` and `device` off their U-Net and VAE; a stand-in forwards those to the
-model it wraps, so a pipeline runs a faster (or caching) version without knowing, and forward hooks
-(the live preview's `DenoisedTracker`) still see every call.
+Pipelines read `config`, `dtype`, `device` (and SDXL's `add_embedding`) off their U-Net and VAE; a
+stand-in forwards those to the model it wraps, so a pipeline runs a faster (or caching) version without
+knowing, and forward hooks (the live preview's `DenoisedTracker`) still see every call.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ class StandIn(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return self.inner.device
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else a pipeline reads off the model (SDXL: `add_embedding`) comes from the inner one."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner(*args, **kwargs)
