@@ -165,7 +165,7 @@ def detect(image: Image.Image, *, search: bool = True) -> WatermarkResult:
         if best is not None and best[0] >= SEARCH_THRESHOLD:
             break
     if best is None or best[0] < SEARCH_THRESHOLD:
-        return WatermarkResult(found=False, score=max(z, best[0]) if best else z)
+        return WatermarkResult(found=False, score=best[0] if best else z)  # the search includes as saved
     score, window, dy, dx, phase, label = best
     return _result(window, dy, dx, phase, score, f"{label}, grid +{dy}+{dx}, phase {phase[0]},{phase[1]}")
 
