@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -80,6 +81,7 @@ def info_command(
 
 def _mount_optional() -> None:
     """Sub-commands that live in their own modules (data preparation, training, export, evaluation)."""
+    from keypaint.cli.bench_cmd import bench_app
     from keypaint.cli.data_cmd import data_app
     from keypaint.cli.eval_cmd import eval_command
     from keypaint.cli.explain_cmd import explain_app
@@ -88,6 +90,7 @@ def _mount_optional() -> None:
     from keypaint.cli.verify_cmd import verify_command
 
     app.add_typer(data_app, name="data", help="Prepare training data.")
+    app.add_typer(bench_app, name="bench", help="Time keypaint against plain diffusers.")
     app.add_typer(train_app, name="train", help="Train the built-in model's parts (vae, unet, scorer).")
     app.command("export", no_args_is_help=True)(export_command)
     app.command("eval")(eval_command)
@@ -105,5 +108,13 @@ def _quiet_libraries() -> None:
 
 def main() -> None:
     _quiet_libraries()
+    # OpenMP threads that spin while they wait make a busy 2-core machine up to 30x slower (measured,
+    # docs/performance.md); waiting passively costs little on an idle one. Set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _mount_optional()
-    app()
+    try:
+        app()
+    finally:
+        # Nothing is left to free: skip the interpreter's final collection over torch's millions of
+        # objects, which takes 1-2 s of every command's exit (docs/performance.md, cold start).
+        gc.freeze()

@@ -56,6 +56,15 @@ def generate_command(
     dtype: Annotated[
         str, typer.Option(help="auto (fp16 on GPUs, fp32 on CPUs), fp32, fp16 or bf16")
     ] = "auto",
+    fast: Annotated[
+        bool, typer.Option(help="exact fast path, same picture: ONNX Runtime on CPUs, compiled on GPUs")
+    ] = False,
+    deep_cache: Annotated[
+        int, typer.Option(help="approximate: recompute deep U-Net blocks every N-th step (recorded)")
+    ] = 1,
+    threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
+    offload: Annotated[str, typer.Option(help="GPU low memory: none, model or sequential")] = "none",
+    vae_tiling: Annotated[bool, typer.Option(help="decode large pictures tile by tile (low memory)")] = False,
     out: Annotated[Path, typer.Option(help="output folder; pictures go to OUT/YYYY-MM-DD/")] = Path(
         "outputs"
     ),
@@ -112,6 +121,7 @@ def generate_command(
     ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
+    speed = _speed_options(fast, deep_cache, threads, offload, vae_tiling)
 
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -129,6 +139,7 @@ def generate_command(
         allow_pickle=allow_pickle,
         home=home,
         limits=limits,
+        speed=speed,
     )
     results = _run_with_progress(painter, params)
     folder = output_dir(out)
@@ -137,6 +148,18 @@ def generate_command(
     for result in results:
         path = save_generated(result, folder, format=format, provenance=provenance)  # type: ignore[arg-type]
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
+
+
+def _speed_options(fast: bool, deep_cache: int, threads: int | None, offload: str, tiling: bool) -> Any:
+    from keypaint.core.speed import Offload, SpeedOptions
+
+    if offload not in {o.value for o in Offload}:
+        raise InvalidParams("--offload", f"unknown mode {offload!r} (none, model or sequential)")
+    speed = SpeedOptions(
+        fast=fast, deep_cache=deep_cache, threads=threads, offload=Offload(offload), vae_tiling=tiling
+    )
+    speed.validate()  # before the model loads
+    return speed
 
 
 def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> GenerationParams:

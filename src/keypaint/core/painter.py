@@ -25,6 +25,7 @@ from keypaint.core.denoised import DenoisedTracker
 from keypaint.core.devices import dtype_name, pick_device, pick_dtype
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.samplers import make_scheduler
+from keypaint.core.speed import SpeedOptions, accelerate
 from keypaint.errors import Cancelled
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.encode import PromptEmbeddings, encode_prompts
@@ -75,11 +76,13 @@ class Painter:
         limits: Limits = Limits(),
         scorer: Scorer | None = None,
         policy: ContentPolicy | None = None,  # blocked keywords, refused in resolve before any compute
+        speed: SpeedOptions | None = None,  # fast path, approximate speed-ups, low memory (core.speed)
     ) -> None:
         self.model = model
         self.limits = limits
         self.policy = policy
-        self._pipes: dict[str, DiffusionPipeline] = {"txt2img": model.pipe}
+        self.speed = accelerate(model.pipe, speed or SpeedOptions())
+        self._pipes: dict[str, DiffusionPipeline] = {"txt2img": self.speed.pipe}
         self._base_scheduler_config = dict(model.pipe.scheduler.config)
         self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
         model.pipe.set_progress_bar_config(disable=True)
@@ -95,6 +98,7 @@ class Painter:
         allow_pickle: bool = False,
         home: Path | None = None,
         limits: Limits = Limits(),
+        speed: SpeedOptions | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
@@ -104,12 +108,14 @@ class Painter:
         from keypaint.provenance.policy import ContentPolicy
 
         policy = ContentPolicy.load(home)
+        if speed is not None:
+            speed.validate()  # before the model loads
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(torch_device, dtype)
         loaded = load_model(
             model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype
         )
-        return cls(loaded, limits=limits, policy=policy)
+        return cls(loaded, limits=limits, policy=policy, speed=speed)
 
     @property
     def base_scheduler_config(self) -> dict[str, Any]:
@@ -174,6 +180,9 @@ class Painter:
                         dtype=dtype_name(self.dtype),
                     )
                 )
+        if self.speed.options.approximate:  # the picture depends on it: record it beside the params
+            for result in results:
+                result.extra["DeepCache"] = self.speed.options.deep_cache
         return results
 
     def _best_of(
@@ -257,8 +266,10 @@ class Painter:
                 raise Cancelled("generation cancelled")
             return tensors
 
+        self.speed.before_run()
         with torch.inference_mode(), tracker:
             output = pipe(**kwargs, callback_on_step_end=step_end)
+        self.speed.after_run((len(seeds), params.height, params.width))
         return list(output.images)
 
     def _initial_noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
@@ -286,7 +297,7 @@ class Painter:
     def _pipe(self, mode: str) -> DiffusionPipeline:
         """The pipeline for a mode, sharing the loaded components (built once, no copies)."""
         if mode not in self._pipes:
-            base = self.model.pipe
+            base = self._pipes["txt2img"]
             auto = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
             pipe = auto.from_pipe(base)
             pipe.set_progress_bar_config(disable=True)
