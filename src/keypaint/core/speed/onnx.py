@@ -78,6 +78,7 @@ class _OnnxGraphs:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         # The exporter traces with autograd off but not in inference mode (the pipelines' own mode), and
         # prints its progress: keep that out of the CLI's output.
+        export.eval()
         with torch.inference_mode(False), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(
                 export,
