@@ -220,11 +220,10 @@ def _low_memory_row(
     """diffusers' offloading (weights wait in CPU memory) and VAE tiling: one run, its own GPU peak."""
     label = f"--offload {offload.value}" + (" --vae-tiling" if tiling else "")
     row = Row(f"diffusers {label}", steps=work.steps)
-    plain.to("cpu")
+    pipe = _copy_with(plain)
+    accelerate(pipe, SpeedOptions(offload=offload, vae_tiling=tiling))  # moves the weights to CPU memory
     gc.collect()
     torch.cuda.empty_cache()
-    pipe = _copy_with(plain)
-    accelerate(pipe, SpeedOptions(offload=offload, vae_tiling=tiling))
     started = time.perf_counter()
     picture, peak = _peak(torch.device("cuda"), lambda: call(pipe), minus=None)
     row.seconds.append((time.perf_counter() - started) / work.batch)
