@@ -63,3 +63,10 @@ def test_the_same_id_always_gives_the_same_blocks() -> None:
         other[0][~layout.ID_IN_LUMA[layout.positions(20, 30)]],
     )  # the sync part: id-free
     assert not np.array_equal(first[1], other[1])
+
+
+def test_the_id_reads_from_luma_alone_when_chroma_is_noise() -> None:
+    """After a JPEG chroma votes are noise that can outweigh luma's; the id is then read from luma alone."""
+    luma, _ = _votes("c0ffee42", 64, 64, (0, 0))
+    noise = np.random.default_rng(0).choice([-1.0, 1.0], size=luma.shape)
+    assert layout.read_id(luma, 3 * noise, (0, 0)) == "c0ffee42"
