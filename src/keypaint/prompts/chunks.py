@@ -7,10 +7,12 @@ its own and concatenates the outputs; keypaint does the same so long prompts beh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
+from keypaint.prompts.embeddings import Slot, split_triggers, trigger_regex
 from keypaint.prompts.parser import Break, parse_prompt_attention
 
 # A1111's `comma_padding_backtrack` default: a full chunk breaks after a comma this close to its end.
@@ -50,15 +52,22 @@ class Chunk:
     ids: list[int] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     length: int = 0  # start + prompt tokens + end; the rest is padding (masked for BERT)
+    slots: list[Slot] = field(default_factory=list)  # per id: the embedding vector it stands for, if any
+
+    @property
+    def has_vectors(self) -> bool:
+        return any(slot is not None for slot in self.slots)
 
 
-def wrap(body: list[int], weights: list[float], special: SpecialTokens) -> Chunk:
+def wrap(body: list[int], weights: list[float], special: SpecialTokens, slots: list[Slot] | None = None
+         ) -> Chunk:
     """start + body + end, padded to the window; specials and padding have weight 1."""
     pad = special.capacity - len(body)
     return Chunk(
         ids=[special.start, *body, special.end] + [special.pad] * pad,
         weights=[1.0, *weights, 1.0] + [1.0] * pad,
         length=len(body) + 2,
+        slots=[None, *(slots or [None] * len(body)), None] + [None] * pad,
     )
 
 
@@ -67,50 +76,70 @@ def empty_chunk(special: SpecialTokens) -> Chunk:
     return wrap([], [], special)
 
 
-def tokenize_chunks(tokenizer: PreTrainedTokenizerBase, prompt: str) -> tuple[list[Chunk], int]:
+def tokenize_chunks(tokenizer: PreTrainedTokenizerBase, prompt: str,
+                    triggers: Mapping[str, int] | None = None) -> tuple[list[Chunk], int]:
     """Chunks for `prompt` and A1111's token count (full chunks count as `capacity`, the last as used).
 
     Follows A1111's `tokenize_line`: a full chunk whose last comma lies within `COMMA_BACKTRACK` tokens of
     its end is cut after that comma and the rest moves to the next chunk; `BREAK` closes the current chunk.
+    `triggers` maps textual-inversion trigger words (lower case) to their vector counts: each occurrence
+    becomes that many placeholder tokens whose `slots` name the vectors, kept together in one chunk.
     """
     special = SpecialTokens.of(tokenizer)
+    table = dict(triggers or {})
+    pattern = trigger_regex(list(table))
     pieces = parse_prompt_attention(prompt)
-    texts = [piece.text for piece in pieces if not isinstance(piece, Break)]
+    split = [split_triggers(piece.text, pattern) for piece in pieces if not isinstance(piece, Break)]
+    texts = [part for parts in split for part in parts if isinstance(part, str)]
     encoded = iter(tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
                    if texts else [])
+    parts_of = iter(split)
 
     chunks: list[Chunk] = []
     body: list[int] = []
     weights: list[float] = []
+    slots: list[Slot] = []
     count = 0
     last_comma = -1
 
     def close(is_last: bool = False) -> None:
-        nonlocal body, weights, count, last_comma
+        nonlocal body, weights, slots, count, last_comma
         count += len(body) if is_last else special.capacity
-        chunks.append(wrap(body, weights, special))
-        body, weights, last_comma = [], [], -1
+        chunks.append(wrap(body, weights, special, slots))
+        body, weights, slots, last_comma = [], [], [], -1
+
+    def push(token: int, weight: float, slot: Slot) -> None:
+        nonlocal body, weights, slots, last_comma
+        if slot is None and token == special.comma:
+            last_comma = len(body)
+        elif (len(body) == special.capacity and last_comma != -1
+              and len(body) - last_comma <= COMMA_BACKTRACK):
+            cut = last_comma + 1
+            moved = body[cut:], weights[cut:], slots[cut:]
+            body, weights, slots = body[:cut], weights[:cut], slots[:cut]
+            close()
+            body, weights, slots = (list(m) for m in moved)
+        if len(body) == special.capacity:
+            close()
+        body.append(token)
+        weights.append(weight)
+        slots.append(slot)
 
     for piece in pieces:
         if isinstance(piece, Break):
             close()
             continue
-        for token in next(encoded):
-            if token == special.comma:
-                last_comma = len(body)
-            elif (len(body) == special.capacity and last_comma != -1
-                  and len(body) - last_comma <= COMMA_BACKTRACK):
-                cut = last_comma + 1
-                moved, moved_weights = body[cut:], weights[cut:]
-                body, weights = body[:cut], weights[:cut]
-                close()
-                body, weights = moved, moved_weights
-            if len(body) == special.capacity:
-                close()
-            body.append(token)
-            weights.append(piece.weight)
+        for part in next(parts_of):
+            if isinstance(part, str):
+                for token in next(encoded):
+                    push(token, piece.weight, None)
+                continue
+            trigger = part[0]
+            if body and len(body) + table[trigger] > special.capacity:
+                close()  # an embedding's vectors stay in one chunk, as in A1111
+            for k in range(table[trigger]):
+                push(special.start, piece.weight, (trigger, k))  # the id is a placeholder; the hook sets it
 
     if body or not chunks:
         close(is_last=True)
     return chunks, count
-

@@ -9,6 +9,8 @@ InvokeAI-derived syntax (`word++`, `(word)1.1`, `.blend()`, `.and()`) rather tha
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.chunks import Chunk, SpecialTokens, empty_chunk, tokenize_chunks
+from keypaint.prompts.embeddings import TextualInversion, inserted_vectors
 
 
 @dataclass
@@ -76,42 +79,58 @@ def _emphasise(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return z * torch.where(new_mean == 0, 1.0, mean / new_mean)
 
 
-def _encode_chunks(text_encoder: PreTrainedModel, chunks: list[Chunk], kind: ModelKind,
-                   device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Encode each chunk on its own (one batch row each); join them along the sequence axis."""
+def _forward_chunks(text_encoder: PreTrainedModel, chunks: list[Chunk], kind: ModelKind,
+                    device: torch.device | str, vectors: dict[str, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batch row per chunk; textual-inversion vectors go into the placeholder positions."""
     ids = torch.tensor([c.ids for c in chunks], device=device)
     mask = None
     if kind is ModelKind.KEYPAINT:  # BERT attends everywhere unless told; CLIP is causal and needs none
         mask = torch.tensor([[1] * c.length + [0] * (len(c.ids) - c.length) for c in chunks], device=device)
-    z, pooled = _forward(text_encoder, ids, mask, kind)
+    with inserted_vectors(text_encoder, [c.slots for c in chunks], vectors or {}):
+        return _forward(text_encoder, ids, mask, kind)
+
+
+def _encode_chunks(text_encoder: PreTrainedModel, chunks: list[Chunk], kind: ModelKind,
+                   device: torch.device | str, vectors: dict[str, torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Encode each chunk on its own (one batch row each); join them along the sequence axis."""
+    z, pooled = _forward_chunks(text_encoder, chunks, kind, device, vectors)
     weights = torch.tensor([c.weights for c in chunks], device=z.device, dtype=z.dtype)
     z = _emphasise(z, weights)
     return z.reshape(1, -1, z.shape[-1]), None if pooled is None else pooled[:1]
 
 
+def _vectors(embeddings: Sequence[TextualInversion], encoder: int) -> dict[str, torch.Tensor]:
+    return {e.key: e.vectors[encoder] for e in embeddings}
+
+
 def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str, *, device: torch.device | str,
-                   dtype: torch.dtype) -> PromptEmbeddings:
+                   dtype: torch.dtype, embeddings: Sequence[TextualInversion] = ()) -> PromptEmbeddings:
     """Embeddings for `prompt` and `negative_prompt`, padded with empty chunks to the same length.
 
     The text encoders must already sit on `device` (or be offloaded by hooks that move them there).
     SDXL: the pooled embeds come from the second encoder's first chunk; an empty negative prompt gives
-    zeros, as diffusers' `force_zeros_for_empty_prompt` and A1111 do.
+    zeros, as diffusers' `force_zeros_for_empty_prompt` and A1111 do. `embeddings` are the textual
+    inversions whose trigger words the prompts may use (one vector set per text encoder).
     """
     kind = model.kind
     pairs = _encoders(model)
     zero_negative = (kind.is_xl and negative_prompt == ""
                      and bool(getattr(model.pipe.config, "force_zeros_for_empty_prompt", True)))
     texts = [prompt] if zero_negative else [prompt, negative_prompt]
-    chunked = [[tokenize_chunks(tok, text)[0] for text in texts] for tok, _ in pairs]
+    triggers = {e.key: e.count for e in embeddings}
+    chunked = [[tokenize_chunks(tok, text, triggers)[0] for text in texts] for tok, _ in pairs]
     n = max(len(chunks) for per_encoder in chunked for chunks in per_encoder)
 
     embeds: list[list[torch.Tensor]] = [[] for _ in texts]
     pooled: list[torch.Tensor | None] = [None for _ in texts]
     with torch.no_grad():
-        for (tok, encoder), per_encoder in zip(pairs, chunked, strict=True):
+        for e, ((tok, encoder), per_encoder) in enumerate(zip(pairs, chunked, strict=True)):
             filler = empty_chunk(SpecialTokens.of(tok))
+            vectors = _vectors(embeddings, e)
             for i, chunks in enumerate(per_encoder):
-                z, p = _encode_chunks(encoder, chunks + [filler] * (n - len(chunks)), kind, device)
+                z, p = _encode_chunks(encoder, chunks + [filler] * (n - len(chunks)), kind, device, vectors)
                 embeds[i].append(z)
                 pooled[i] = p if p is not None else pooled[i]
 
@@ -142,6 +161,29 @@ def encode_plain(tokenizer: PreTrainedTokenizerBase, text_encoder: PreTrainedMod
     mask = batch["attention_mask"].to(device) if kind is ModelKind.KEYPAINT else None
     z, _ = _forward(text_encoder, batch["input_ids"].to(device), mask, kind)
     return z
+
+
+def encode_captions(model: LoadedModel, captions: list[str], embeddings: Sequence[TextualInversion] = ()
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training conditioning for plain captions: (context, SDXL pooled or None), gradients kept.
+
+    One window per caption (the first chunk; captions are short keyword lists), no emphasis syntax, every
+    text encoder of the model concatenated as `encode_prompts` does; textual-inversion vectors that
+    require grad are trained through it.
+    """
+    contexts, pooled = [], None
+    for e, (tok, encoder) in enumerate(_encoders(model)):
+        triggers = {emb.key: emb.count for emb in embeddings}
+        chunks = [tokenize_chunks(tok, _literal(caption), triggers)[0][0] for caption in captions]
+        z, p = _forward_chunks(encoder, chunks, model.kind, encoder.device, _vectors(embeddings, e))
+        contexts.append(z)
+        pooled = p if p is not None else pooled
+    return torch.cat(contexts, dim=-1), pooled if model.kind.is_xl else None
+
+
+def _literal(text: str) -> str:
+    """`text` with brackets escaped, so the emphasis parser reads a caption as plain words."""
+    return re.sub(r"([\\()\[\]])", r"\\\1", text)
 
 
 def token_count(model: LoadedModel, prompt: str) -> tuple[int, int]:
