@@ -85,6 +85,7 @@ def _mount_optional() -> None:
     from keypaint.cli.data_cmd import data_app
     from keypaint.cli.eval_cmd import eval_command
     from keypaint.cli.explain_cmd import explain_app
+    from keypaint.cli.finetune_cmd import finetune_command
     from keypaint.cli.serve_cmd import serve_command
     from keypaint.cli.train_cmd import export_command, train_app
     from keypaint.cli.verify_cmd import verify_command
@@ -92,6 +93,7 @@ def _mount_optional() -> None:
     app.add_typer(data_app, name="data", help="Prepare training data.")
     app.add_typer(bench_app, name="bench", help="Time keypaint against plain diffusers.")
     app.add_typer(train_app, name="train", help="Train the built-in model's parts (vae, unet, scorer).")
+    app.command("finetune", no_args_is_help=True)(finetune_command)
     app.command("export", no_args_is_help=True)(export_command)
     app.command("eval")(eval_command)
     app.command("serve")(serve_command)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from keypaint.cli.errors import user_errors
 from keypaint.cli.images import parse_size, read_image
-from keypaint.core.params import GenerationParams, Limits
+from keypaint.core.params import GenerationParams, Limits, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 
@@ -49,6 +49,14 @@ def generate_command(
         typer.Option(help="model name (see `keypaint models`), file or folder [default: the built-in model]"),
     ] = None,
     vae: Annotated[Path | None, typer.Option(help="a separate VAE file or folder")] = None,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(help="LoRA FILE:WEIGHT (or a name in <home>/loras), weight in [-2, 2]; repeatable"),
+    ] = None,
+    embedding: Annotated[
+        list[str] | None,
+        typer.Option(help="textual-inversion FILE (or a name in <home>/embeddings); repeatable"),
+    ] = None,
     allow_pickle: Annotated[
         bool, typer.Option(help="allow .ckpt/.pt/.bin files (read weights-only)")
     ] = False,
@@ -89,6 +97,7 @@ def generate_command(
     ] = None,
 ) -> None:
     """Make pictures from keywords and save them with their parameters."""
+    from keypaint.core.adapters import resolve_files
     from keypaint.outputs.store import check_format, check_writable, output_dir
     from keypaint.provenance.policy import ContentPolicy
     from keypaint.provenance.settings import ProvenanceSettings
@@ -114,10 +123,15 @@ def generate_command(
         overrides["init_image"] = read_image(init, "init image")
     if mask is not None:
         overrides["mask"] = read_image(mask, "mask")
+    if lora:
+        overrides["loras"] = tuple(LoraRef.parse(text) for text in lora)
+    if embedding:
+        overrides["embeddings"] = tuple(embedding)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     params = _base_params(from_image, overrides)
     params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
     check_format(format)
+    resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
     ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)

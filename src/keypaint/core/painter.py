@@ -21,12 +21,13 @@ from diffusers import (
 )
 from PIL import Image
 
+from keypaint.core.adapters import Adapters
 from keypaint.core.denoised import DenoisedTracker
 from keypaint.core.devices import dtype_name, pick_device, pick_dtype
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.samplers import make_scheduler
 from keypaint.core.speed import SpeedOptions, accelerate
-from keypaint.errors import Cancelled
+from keypaint.errors import Cancelled, InvalidParams
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.encode import PromptEmbeddings, encode_prompts
 
@@ -77,10 +78,12 @@ class Painter:
         scorer: Scorer | None = None,
         policy: ContentPolicy | None = None,  # blocked keywords, refused in resolve before any compute
         speed: SpeedOptions | None = None,  # fast path, approximate speed-ups, low memory (core.speed)
+        home: Path | None = None,  # where LoRAs and embeddings named without a path are found
     ) -> None:
         self.model = model
         self.limits = limits
         self.policy = policy
+        self.adapters = Adapters(model, home)
         self.speed = accelerate(model.pipe, speed or SpeedOptions())
         self._pipes: dict[str, DiffusionPipeline] = {"txt2img": self.speed.pipe}
         self._base_scheduler_config = dict(model.pipe.scheduler.config)
@@ -115,7 +118,7 @@ class Painter:
         loaded = load_model(
             model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype
         )
-        return cls(loaded, limits=limits, policy=policy, speed=speed)
+        return cls(loaded, limits=limits, policy=policy, home=home, speed=speed)
 
     @property
     def base_scheduler_config(self) -> dict[str, Any]:
@@ -142,6 +145,10 @@ class Painter:
         size = self.model.native_size
         resolved = replace(params.with_seed(), width=width or size, height=height or size)
         resolved.validate(self.limits)
+        plan = self.adapters.check(resolved)  # LoRA and embedding files exist and fit this model
+        if plan.loras and self.speed.backend != "eager":
+            fast = self.speed.backend
+            raise InvalidParams("lora", f"LoRAs run on the plain path, not the {fast} fast path; drop --fast")
         return resolved
 
     def generate(
@@ -156,9 +163,11 @@ class Painter:
         if params.best_of > 1:
             return self._best_of(params, on_step, should_stop)
         seeds = params.seeds()
-        # 1. encode the keywords once for the whole run
+        # 1. apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
+        active = self.adapters.activate(params)
         embeds = encode_prompts(
-            self.model, params.prompt, params.negative_prompt, device=self.device, dtype=self.dtype
+            self.model, active.prompt, active.negative_prompt, device=self.device, dtype=self.dtype,
+            embeddings=active.embeddings,
         )
         results: list[GeneratedImage] = []
         for batch in range(params.batch_count):
@@ -178,6 +187,7 @@ class Painter:
                         model_hash=self.model.sha256,
                         device=str(self.device),
                         dtype=dtype_name(self.dtype),
+                        extra=dict(active.extra),
                     )
                 )
         if self.speed.options.approximate:  # the picture depends on it: record it beside the params

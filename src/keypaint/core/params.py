@@ -11,6 +11,23 @@ from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 
 MAX_SEED = 2**32 - 1
+LORA_WEIGHT_LIMIT = 2.0  # a LoRA's weight lies within [-2, 2]: beyond it pictures fall apart
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """One LoRA for a request: a `.safetensors` path or a name in `<home>/loras`, and its weight."""
+
+    source: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> LoraRef:
+        """ "FILE:0.8" (or "FILE", weight 1): the weight follows the last colon when that is a number."""
+        source, sep, weight = text.rpartition(":")
+        if sep and source and _is_number(weight):
+            return cls(source.strip(), float(weight))
+        return cls(text.strip())
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,7 @@ class Limits:
     max_batch_count: int = 100
     max_prompt_chars: int = 10_000
     max_best_of: int = 16
+    max_adapters: int = 8  # LoRAs, and textual-inversion embeddings, per request
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ class GenerationParams:
     strength: float = 0.75  # img2img: how far along the forward chain the init image is noised (0..1)
     mask: Image.Image | None = field(default=None, repr=False)  # inpainting: white = repaint
     best_of: int = 1  # make N candidates per picture, keep the one the scorer matches best to the keywords
+    loras: tuple[LoraRef, ...] = ()  # LoRAs applied with their weights (A1111's <lora:name:w> also works)
+    embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
 
     @classmethod
     def from_keywords(
@@ -101,6 +121,17 @@ class GenerationParams:
                 f"size {self.mask.size[0]}x{self.mask.size[1]} does not match the init image "
                 f"{self.init_image.size[0]}x{self.init_image.size[1]}",
             )
+        self._validate_adapters(limits)
+
+    def _validate_adapters(self, limits: Limits) -> None:
+        if len(self.loras) > limits.max_adapters or len(self.embeddings) > limits.max_adapters:
+            raise InvalidParams("lora", f"at most {limits.max_adapters} LoRAs and {limits.max_adapters} "
+                                "embeddings per request")
+        for lora in self.loras:
+            check_lora(lora)
+        for embedding in self.embeddings:
+            if not isinstance(embedding, str) or not embedding.strip():
+                raise InvalidParams("embedding", f"must name an embedding file, got {embedding!r}")
 
     def with_seed(self) -> GenerationParams:
         """A copy whose seed is concrete: -1 becomes a random seed that is then recorded."""
@@ -113,6 +144,26 @@ class GenerationParams:
         if self.seed == -1:
             raise InvalidParams("seed", "resolve the random seed with with_seed() first")
         return [self.seed + i for i in range(self.total_images)]
+
+
+def check_lora(lora: object) -> None:
+    """`InvalidParams` unless `lora` names a file and has a weight within [-2, 2]."""
+    if not isinstance(lora, LoraRef) or not isinstance(lora.source, str) or not lora.source.strip():
+        raise InvalidParams("lora", f"must name a LoRA file and a weight, got {lora!r}")
+    weight = lora.weight
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight != weight:
+        raise InvalidParams("lora", f"{lora.source}: weight must be a number, got {weight!r}")
+    if not -LORA_WEIGHT_LIMIT <= weight <= LORA_WEIGHT_LIMIT:
+        limit = f"[-{LORA_WEIGHT_LIMIT:g}, {LORA_WEIGHT_LIMIT:g}]"
+        raise InvalidParams("lora", f"{lora.source}: weight {weight:g} is outside {limit}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _int_in(name: str, value: object, low: int, high: int) -> None:

@@ -1,0 +1,350 @@
+"""`finetune`: teach a model a style or a character from a few pictures.
+
+Stages: 1. check the options, the pictures and the paths (before any model loads); 2. load the base
+model; 3. (DreamBooth) paint the missing class pictures; 4. encode the pictures once with the model's
+VAE (posterior mean and std: every step draws a fresh latent sample, as SD's training does); 5. set up
+what is trained (LoRA layers or new token vectors); 6. the denoising loop with SD's objective and Min-SNR
+weighting, resumable checkpoints and sample pictures; 7. write the small output file with its metadata,
+never over an existing file.
+
+Each step's random draws come from a CPU generator seeded by (seed, step), so a run resumed after a kill
+takes exactly the steps the uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from tqdm.auto import tqdm
+
+from keypaint.core.adapters import embeddings_dir, loras_dir
+from keypaint.finetune.conditioning import conditioner
+from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
+from keypaint.finetune.data import ImageSet, read_images
+from keypaint.finetune.dreambooth import class_caption, class_pictures, make_class_pictures
+from keypaint.finetune.lora import ADAPTER, add_lora, kohya_state, load_lora_state, lora_state, remove_lora
+from keypaint.finetune.metadata import FinetuneInfo, embedding_header, lora_header, model_fingerprint
+from keypaint.finetune.output import device_name, settings_of, write_new_file
+from keypaint.finetune.samples import Sampler
+from keypaint.finetune.textual_inversion import (
+    embedding_tensors,
+    initial_vectors,
+    load_vectors_state,
+    vectors_state,
+)
+from keypaint.models.loaded import LoadedModel
+from keypaint.models.registry import BUILTIN_ALIASES, keypaint_home, resolve_model
+from keypaint.outputs.infotext import package_version
+from keypaint.training.checkpoint import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
+from keypaint.training.common import Schedule, make_accelerator
+from keypaint.training.latents import encode_latents
+from keypaint.training.unet import snr_weight
+
+StepHook = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked run: its pictures and where it writes."""
+
+    config: FinetuneConfig
+    images: ImageSet
+    out: Path
+    run_dir: Path
+
+
+@dataclass
+class FinetuneResult:
+    path: Path  # the LoRA or embedding written
+    method: str
+    token: str
+    steps: int
+    seconds: float  # the whole run: loading, encoding, training, writing
+    train_seconds: float  # the training steps alone (this run's share if it was resumed)
+    bytes: int
+    loss: float
+    device: str
+    samples: list[Path]
+    note: str | None  # what was done to pictures of other sizes, if anything
+
+
+def plan(cfg: FinetuneConfig) -> Plan:
+    """Check everything that needs no model: options, pictures, output file, run folder, base model path."""
+    cfg.check()
+    images = read_images(cfg.images)
+    home = cfg.home or keypaint_home()
+    folder = embeddings_dir(home) if cfg.method is Method.TEXTUAL_INVERSION else loras_dir(home)
+    out = cfg.out or folder / f"{cfg.token}.safetensors"
+    run_dir = cfg.run_dir or home / "finetune" / f"{cfg.token}-{cfg.method.value}"
+    if out.exists():
+        raise FinetuneError(
+            f"{out} already exists and keypaint never overwrites a file; choose another --out"
+        )
+    if (run_dir / "report.json").is_file():
+        raise FinetuneError(f"{run_dir} holds a finished run; choose another --run-dir")
+    found = latest_checkpoint(run_dir)
+    if cfg.resume and found is None:
+        raise FinetuneError(f"{run_dir}: no checkpoint to resume from")
+    if not cfg.resume and found is not None:
+        raise FinetuneError(
+            f"{run_dir} holds an unfinished run; pass --resume to continue it, or --run-dir to start another"
+        )
+    if cfg.uses_prior and not cfg.class_prompt and not class_pictures(cfg.class_dir or run_dir / "class"):
+        raise FinetuneError(
+            f"{cfg.class_dir}: no class pictures; add some, or give --class-prompt to paint them"
+        )
+    if cfg.base is not None and cfg.base not in BUILTIN_ALIASES:
+        resolve_model(cfg.base, home)  # a missing model fails here, before any loading
+    return Plan(cfg, images, out, run_dir)
+
+
+def finetune(
+    cfg: FinetuneConfig,
+    *,
+    model: LoadedModel | None = None,
+    on_step: StepHook | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> FinetuneResult:
+    """Run (or resume) a fine-tune and write its file; returns what was written and how long it took.
+
+    `model` is a base model already loaded (fp32; it is trained where it lives and given back unchanged);
+    by default `cfg.base` is loaded.
+    """
+    started = time.perf_counter()
+    checked = plan(cfg)
+    run_dir = checked.run_dir
+    cpu = cfg.cpu if model is None else model.pipe.unet.device.type != "cuda"
+    accelerator = make_accelerator(run_dir, cpu=cpu)
+    device = accelerator.device
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = read_checkpoint(latest_checkpoint(run_dir)) if cfg.resume else None  # type: ignore[arg-type]
+    if ckpt is not None and ckpt.state.get("identity") != cfg.identity():
+        changed = [k for k, v in cfg.identity().items() if ckpt.state.get("identity", {}).get(k) != v]
+        raise FinetuneError(
+            f"--resume: the run in {run_dir} was started with other settings ({', '.join(changed)})"
+        )
+
+    # 2. the base model, fp32 (CUDA steps run under bf16 autocast)
+    from keypaint.models.loader import load_model
+
+    if model is None:
+        model = load_model(
+            cfg.base, home=cfg.home, device=device, dtype=torch.float32, allow_pickle=cfg.allow_pickle
+        )
+    fingerprint = model_fingerprint(model)
+    resolution = cfg.resolution or model.native_size
+    note = checked.images.note(resolution)
+    if note:
+        log(note)
+    captions = [cfg.caption(image.caption) for image in checked.images.images]
+
+    try:
+        # 3. prior pictures (DreamBooth's class), the missing ones painted by the untouched base model
+        class_paths: list[Path] = []
+        if cfg.uses_prior:
+            folder = cfg.class_dir or run_dir / "class"
+            class_paths = class_pictures(folder)[: cfg.class_images]
+            if cfg.class_prompt:
+                class_paths = make_class_pictures(
+                    model,
+                    folder,
+                    cfg.class_prompt,
+                    cfg.class_images,
+                    seed=cfg.seed,
+                    on_picture=lambda i, n: log(f"class picture {i}/{n}") if i == n else None,
+                )
+
+        # 4. latents of the pictures, once
+        from keypaint.data.folder import Record
+
+        vae = model.pipe.vae
+        mean, std = encode_latents(
+            vae, checked.images.records(captions), resolution, device, batch=16, workers=2
+        )
+        class_mean = class_std = None
+        class_captions = [class_caption(p, cfg.class_prompt or "") for p in class_paths]
+        if class_paths:
+            records = [Record(p, c, {}) for p, c in zip(class_paths, class_captions, strict=True)]
+            class_mean, class_std = encode_latents(vae, records, resolution, device, batch=16, workers=2)
+        scaling, shift = (
+            float(vae.config.scaling_factor),
+            float(getattr(vae.config, "shift_factor", None) or 0.0),
+        )
+
+        # 5. what is trained
+        unet = model.pipe.unet
+        for encoder in (
+            getattr(model.pipe, "text_encoder", None),
+            getattr(model.pipe, "text_encoder_2", None),
+        ):
+            if encoder is not None:
+                encoder.requires_grad_(False).eval()
+        vectors: list[torch.nn.Parameter] = []
+        if cfg.method.makes_lora:
+            params = add_lora(unet, cfg.rank, cfg.seed, cfg.targets)
+            if ckpt is not None:
+                load_lora_state(unet, ckpt.model)
+        else:
+            unet.requires_grad_(False)
+            vectors = [
+                torch.nn.Parameter(v.data.to(device))
+                for v in initial_vectors(model, cfg.init_word, cfg.vectors)
+            ]
+            if ckpt is not None:
+                load_vectors_state(vectors, ckpt.model)
+            params = list(vectors)
+        unet.train()
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.learning_rate, weight_decay=1e-2 if cfg.method.makes_lora else 0.0
+        )
+        if ckpt is not None:
+            optimizer.load_state_dict(ckpt.optimizer)
+        noise_scheduler = DDPMScheduler.from_config(model.pipe.scheduler.config)
+        prediction = str(noise_scheduler.config.prediction_type)
+        alphas = noise_scheduler.alphas_cumprod.to(device)
+        schedule = Schedule(cfg.steps, None, cfg.learning_rate, min(cfg.warmup_steps, cfg.steps))
+        condition = conditioner(model, cfg, vectors, resolution, device)
+
+        def state_now(loss: float) -> dict[str, Any]:
+            return {
+                "kind": "finetune",
+                "step": step,
+                "loss": loss,
+                "identity": cfg.identity(),
+                "elapsed_s": elapsed0 + time.perf_counter() - loop_start,
+            }
+
+        def checkpoint(loss: float) -> None:
+            trained = lora_state(unet) if cfg.method.makes_lora else vectors_state(vectors)
+            save_checkpoint(run_dir, Checkpoint(trained, {}, optimizer.state_dict(), state_now(loss)))
+
+        # 6. the loop
+        step = int(ckpt.state["step"]) if ckpt else 0
+        elapsed0 = float(ckpt.state.get("elapsed_s", 0.0)) if ckpt else 0.0
+        samples: list[Path] = []
+        sampler = Sampler(model, cfg, run_dir, fingerprint, captions[0])
+        loop_start, loss_value = time.perf_counter(), float("nan")
+        batch = cfg.batch_size
+        bar = tqdm(
+            total=cfg.steps,
+            initial=step,
+            desc=f"{cfg.method.value} {cfg.token}",
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        while step < cfg.steps:
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.lr_at(step, 0.0)
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            idx = torch.randint(len(mean), (batch,), generator=g)
+            z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=g)
+            texts = [captions[i] for i in idx.tolist()]
+            if class_mean is not None and class_std is not None:
+                cidx = torch.randint(len(class_mean), (batch,), generator=g)
+                z0 = torch.cat(
+                    [
+                        z0,
+                        class_mean[cidx].float()
+                        + class_std[cidx].float() * torch.randn(class_mean[cidx].shape, generator=g),
+                    ]
+                )
+                texts += [class_captions[i] for i in cidx.tolist()]
+            # SD's latent: z = (sample - shift) * scaling_factor, scaled to unit variance
+            z = ((z0 - shift) * scaling).to(device)
+            noise = torch.randn(z.shape, generator=g).to(device)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z),), generator=g).to(
+                device
+            )
+            # forward chain q(z_t | z_0): z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps (Ho et al. 2020)
+            zt = noise_scheduler.add_noise(z, noise, t)
+            target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(z, noise, t)
+            with accelerator.autocast():
+                context, added = condition(texts)
+                pred = unet(zt, t, context, added_cond_kwargs=added).sample
+            per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+            per_sample = per_sample * snr_weight(alphas, t, cfg.min_snr_gamma, prediction)
+            loss = per_sample[:batch].mean()
+            if class_mean is not None:
+                loss = loss + cfg.prior_weight * per_sample[batch:].mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_value = float(loss.detach())
+            if not torch.isfinite(loss.detach()):
+                raise FinetuneError(
+                    f"loss is {loss_value} at step {step}; lower --lr (the last checkpoint is kept)"
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(loss_value)
+            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                samples.append(sampler.paint(step, vectors))
+                unet.train()
+            if on_step is not None:
+                on_step(step)
+        bar.close()
+        train_seconds = time.perf_counter() - loop_start
+
+        # 7. the output file
+        info = FinetuneInfo(
+            method=cfg.method.value,
+            token=cfg.token,
+            base_model=model.name,
+            base_sha256=fingerprint,
+            base_kind=model.kind.value,
+            steps=cfg.steps,
+            images=checked.images.manifest(),
+            settings=settings_of(cfg, resolution),
+            seconds=round(elapsed0 + train_seconds, 1),
+            device=device_name(device),
+            version=package_version("keypaint"),
+        )
+        if cfg.method.makes_lora:
+            tensors = kohya_state(lora_state(unet))
+            header = lora_header(info, model.kind, cfg.rank, float(cfg.rank))
+        else:
+            tensors, header = embedding_tensors(model, vectors), embedding_header(info, model.kind)
+    finally:
+        _give_back(model)
+    write_new_file(checked.out, tensors, header)
+    result = FinetuneResult(
+        path=checked.out,
+        method=cfg.method.value,
+        token=cfg.token,
+        steps=step,
+        seconds=time.perf_counter() - started,
+        train_seconds=train_seconds,
+        bytes=checked.out.stat().st_size,
+        loss=loss_value,
+        device=info.device,
+        samples=samples,
+        note=note,
+    )
+    report = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()},
+        "samples": [str(p) for p in samples],
+    }
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return result
+
+
+def _give_back(model: LoadedModel) -> None:
+    """The model as it was: no training adapter, eval mode (whatever happened to the run)."""
+    unet = model.pipe.unet
+    if ADAPTER in (getattr(unet, "peft_config", None) or {}):
+        remove_lora(unet)
+    unet.eval()
