@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
+from keypaint.core.adapters import is_name
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 from keypaint.prompts.parser import keywords as split_keywords
@@ -26,6 +27,15 @@ from keypaint.server.spec import JobSpec
 from keypaint.server.state import ServerState
 from keypaint.server.store import FINISHED, ImageRecord, JobRecord
 from keypaint.server.styles import STYLES, apply_style
+
+
+class LoraField(BaseModel):
+    """One LoRA by its name in <home>/loras (GET /sdapi/v1/loras lists them) and its weight in [-2, 2]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    weight: Float = 1.0
 
 
 class JobRequest(BaseModel):
@@ -50,8 +60,11 @@ class JobRequest(BaseModel):
     strength: Float = 0.75
     mask: str | None = None
     model: str | None = None
+    loras: list[LoraField] | None = None
+    embeddings: list[str] | None = None  # names in <home>/embeddings (GET /sdapi/v1/embeddings)
 
     def job_spec(self) -> JobSpec:
+        self._check_names()
         prompt = ", ".join(k.strip() for k in self.keywords or [] if k.strip()) or (self.prompt or "").strip()
         if not prompt:
             raise FieldError("keywords", "give some keywords (or a prompt)")
@@ -69,7 +82,17 @@ class JobRequest(BaseModel):
             sampler=sampler.value, seed=self.seed, width=self.width, height=self.height,
             batch_size=self.batch_size, batch_count=self.batch_count, strength=self.strength,
             model=self.model, save=True, request=self.model_dump(exclude={"init_image", "mask"}),
+            loras=[(lora.name, lora.weight) for lora in self.loras or []],
+            embeddings=list(self.embeddings or []),
         )
+
+    def _check_names(self) -> None:
+        """LoRAs and embeddings by name only: a client never names a file path on the server."""
+        for field, names in (("loras", [lora.name for lora in self.loras or []]),
+                             ("embeddings", self.embeddings or [])):
+            for name in names:
+                if not is_name(name):
+                    raise FieldError(field, f"{name!r}: give a name from the server's {field} folder")
 
 
 class KeywordsRequest(BaseModel):
@@ -85,7 +108,7 @@ def job_router(state: ServerState) -> APIRouter:
         spec = body.job_spec()
         init_raw, init = state.upload(body.init_image, "init_image") if body.init_image else (None, None)
         mask_raw, mask = state.upload(body.mask, "mask") if body.mask else (None, None)
-        spec = state.check(spec, init, mask, {}, "model")
+        spec = state.check(spec, init, mask, {"lora": "loras", "embedding": "embeddings"}, "model")
         job, _ = worker.submit("job", spec, init_image=init_raw, mask=mask_raw)
         return JSONResponse(job_json(state, job), status_code=202,
                             headers={"Location": f"/api/jobs/{job.id}"})

@@ -25,6 +25,7 @@ from keypaint.core.samplers import SPECS, Sampler
 from keypaint.errors import InvalidParams, KeypaintError
 from keypaint.outputs.infotext import package_version, parse_infotext
 from keypaint.outputs.results import save_generated
+from keypaint.server.adapters import embedding_list, lora_list
 from keypaint.server.config import is_loopback
 from keypaint.server.errors import FieldError
 from keypaint.server.images import b64, png_bytes
@@ -118,11 +119,11 @@ def sdapi_router(state: ServerState) -> APIRouter:
 
     @router.get("/loras")
     def loras() -> list[dict[str, Any]]:
-        return []
+        return lora_list(state.config.home)  # used as <lora:NAME:WEIGHT> in prompts
 
     @router.get("/embeddings")
     def embeddings() -> dict[str, Any]:
-        return {"loaded": {}, "skipped": {}}
+        return embedding_list(state.config.home, state.host.current.model)  # used by NAME in prompts
 
     @router.get("/upscalers")
     def upscalers() -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from keypaint.core.params import GenerationParams, Limits
+from keypaint.core.params import GenerationParams, Limits, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 
@@ -33,6 +33,8 @@ class JobSpec:
     batch_count: int = 1
     strength: float = 0.75  # img2img only
     model: str | None = None  # None: the server's current model
+    loras: list[tuple[str, float]] = field(default_factory=list)  # (name in <home>/loras, weight)
+    embeddings: list[str] = field(default_factory=list)  # names in <home>/embeddings
     save: bool = True  # into the gallery (A1111's save_images)
     request: dict[str, Any] = field(default_factory=dict)  # what the client sent, for "use again"
 
@@ -61,6 +63,8 @@ class JobSpec:
             init_image=init_image,
             strength=self.strength,
             mask=mask,
+            loras=tuple(LoraRef(str(name), float(weight)) for name, weight in self.loras),
+            embeddings=tuple(self.embeddings),
         )
 
 

@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { chips: { positive: [], negative: [] }, job: null, events: null, offset: 0, init: null };
+const state = { chips: { positive: [], negative: [] }, job: null, events: null, offset: 0, init: null,
+                loras: [], embeddings: [] };
 
 // ---- keyword chips: {text, weight}; weight 1 is written plain, else A1111's "(text:1.2)" ----
 const WEIGHTED = /^\((.+):\s*(-?[\d.]+)\)$/s;
@@ -128,7 +129,59 @@ function request() {
   if (number("width")) body.width = number("width");
   if (number("height")) body.height = number("height");
   if (state.init) { body.init_image = state.init; body.strength = Number($("strength").value); }
+  if (state.loras.length) body.loras = state.loras.map((l) => ({ name: l.name, weight: l.weight }));
+  if (state.embeddings.length) body.embeddings = [...state.embeddings];
   return body;
+}
+
+// ---- LoRAs (name + weight in [-2, 2]) and embeddings, from the server's folders ----
+function renderAdapters() {
+  const box = $("adapter-chips");
+  box.replaceChildren();
+  const chip = (text, onRemove) => {
+    const el = document.createElement("span");
+    el.className = "chip";
+    const label = document.createElement("span");
+    label.className = "text";
+    label.textContent = text;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "remove";
+    remove.setAttribute("aria-label", `remove ${text}`);
+    remove.textContent = "×";
+    remove.addEventListener("click", () => { onRemove(); renderAdapters(); });
+    el.append(label, remove);
+    box.append(el);
+  };
+  state.loras.forEach((lora, i) => chip(`LoRA ${lora.name}: ${lora.weight}`, () => state.loras.splice(i, 1)));
+  state.embeddings.forEach((name, i) => chip(`embedding ${name}`, () => state.embeddings.splice(i, 1)));
+}
+
+function addLora() {
+  const name = $("lora").value, weight = Number($("lora-weight").value);
+  if (!name) return;
+  if (!(weight >= -2 && weight <= 2)) { $("error").textContent = "LoRA weight must be within [-2, 2]"; return; }
+  state.loras = state.loras.filter((l) => l.name !== name).concat([{ name, weight }]);
+  renderAdapters();
+}
+
+function addEmbedding() {
+  const name = $("embedding").value;
+  if (!name || state.embeddings.includes(name)) return;
+  state.embeddings.push(name);
+  if (!state.chips.positive.some((c) => c.text.toLowerCase() === name.toLowerCase())) addKeywords("positive", name);
+  renderAdapters();
+}
+
+async function loadAdapters() {
+  const [loras, embeddings] = await Promise.all([
+    api("GET", "/sdapi/v1/loras").catch(() => []), api("GET", "/sdapi/v1/embeddings").catch(() => ({})),
+  ]);
+  for (const lora of loras) $("lora").append(new Option(lora.alias && lora.alias !== lora.name
+    ? `${lora.name} (${lora.alias})` : lora.name, lora.name));
+  for (const name of Object.keys(embeddings.loaded || {})) $("embedding").append(new Option(name, name));
+  if (loras.length) $("lora").options[0].textContent = "choose a LoRA";
+  if (Object.keys(embeddings.loaded || {}).length) $("embedding").options[0].textContent = "choose an embedding";
 }
 
 function pending(kind, input) {
@@ -240,6 +293,9 @@ function useAgain(image) {
   $("batch").value = 1;
   $("strength").value = params.strength;
   $("strength-value").textContent = params.strength;
+  state.loras = (req.loras || []).map((l) => ({ name: l.name, weight: l.weight }));
+  state.embeddings = [...(req.embeddings || [])];
+  renderAdapters();
 }
 
 // ---- init image ----
@@ -274,6 +330,8 @@ async function start() {
   $("init-file").addEventListener("change", readInit);
   $("init-clear").addEventListener("click", clearInit);
   $("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
+  $("lora-add").addEventListener("click", addLora);
+  $("embedding-add").addEventListener("click", addEmbedding);
   const info = await api("GET", "/api/info");
   $("model").textContent = info.model;
   $("queue").textContent = `queue ${info.queue.queued}/${info.queue.max}`;
@@ -281,6 +339,7 @@ async function start() {
   for (const name of info.samplers) $("sampler").append(new Option(name, name));
   $("sampler").value = info.default_sampler;
   $("width").placeholder = $("height").placeholder = info.native_size;
+  await loadAdapters();
   await refreshGallery();
   document.body.dataset.ready = "true";
 }
