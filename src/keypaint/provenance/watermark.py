@@ -55,8 +55,9 @@ CHANNELS: dict[int, tuple[float, float]] = {0: (2040 / 56.75, 0.0), 1: (24.0, 1.
 PASSES = 4  # embedding passes: the first marks every block, later ones the blocks a clip moved off their bit
 _ON_BIT = 0.95  # a block whose vote for its bit is at least this needs no further pass
 # the detector weighs a luma block's vote by 1 / (1 + (sd / _TEXTURE) ** 2), sd the standard deviation of
-# its 4x4 low band: JPEG q75 leaves flat blocks' votes 0.9 right on average, those with sd >= 64 at 0.1
-# (measured, 100 built-in pictures); the weights depend on the picture alone, so the bound still holds.
+# its 4x4 low band: after JPEG q75 flat blocks' votes lean 0.9 towards their bit, those of blocks whose
+# pixels vary by over 32 grey levels 0.1 or less (100 built-in pictures); the weights depend on the picture
+# alone, so the false-positive bound still holds.
 # Chroma votes (the id only, which JPEG erases anyway) read no better weighted and stay as they are.
 _TEXTURE = 32.0
 FALSE_POSITIVE_BOUND = 1e-6  # per picture read, split evenly between the two stages of `detect`
