@@ -13,9 +13,11 @@ What is keypaint's own, and why (figures in docs/provenance.md):
   stays in float and is rounded once. It also marks 128 px pictures, which its wrapper refuses.
 - clipping to 0..255 per channel, then re-embedding the blocks the clip moved off their bit (PASSES):
   the built-in model paints saturated colours (orange is R = 255, B = 0), where a mark is only reachable
-  through the channels that are not at a limit; one pass left 1 luma block in 5 wrong.
-- the detector. JPEG quality 75 flips about a third of a 128 px picture's block votes; a per-bit majority
-  then fails, but the correlation of all the luma votes with the pattern's signs survives. Its bound: the
+  through the channels that are not at a limit; scheme 1's clip, moving all three channels equally, left
+  about 1 luma block in 5 on the wrong bit.
+- the detector. JPEG quality 75 puts a fifth of a built-in 128 px picture's luma blocks (up to 37%) on
+  the wrong side of their bit; a per-bit majority then fails, but the correlation of all the luma votes
+  with the pattern's signs survives. Its bound: the
   pattern's signs are pseudo-random (SHA-256), so for a picture that was not made against them, Hoeffding's
   inequality gives P(z >= t) <= exp(-t**2 / 2) per alignment tried, whatever the picture. The thresholds
   below spend a false-positive budget of 1e-6 per picture read over every alignment the detector tries.
