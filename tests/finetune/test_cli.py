@@ -85,6 +85,14 @@ def test_bad_options_fail_with_one_line(home: Path, pictures: Path) -> None:
         (["--token", "zqq", "--method", "dreambooth"], "needs --class-prompt"),
         (["--token", "zqq", "--rank", "0"], "--rank must be a whole number within [1, 256]"),
         (["--token", "zqq", "--out", "x.ckpt"], "must end in .safetensors"),
+        (
+            ["--token", "zqq", "--max-timestep", "400", "--min-timestep", "500"],
+            "must be below --max-timestep 400",
+        ),
+        (
+            ["--token", "zqq", "--targets", "everything"],
+            "--targets must be all, attention or cross-attention",
+        ),
         (["--token", "zqq", "--base", "no-such-model"], "unknown model 'no-such-model'"),
     ]
     for args, message in cases:

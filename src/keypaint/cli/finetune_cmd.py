@@ -70,6 +70,10 @@ def finetune_command(
     seed: int = 0,
     cpu: Annotated[bool, typer.Option(help="Train on the CPU even when a GPU is there.")] = False,
     min_snr: Annotated[float, typer.Option(help="Min-SNR-gamma loss weighting; 0 turns it off.")] = 5.0,
+    min_timestep: Annotated[int, typer.Option(help="Train on noise levels from this timestep.")] = 0,
+    max_timestep: Annotated[
+        int, typer.Option(help="... up to this one (lower: learn the rendering, keep the composition).")
+    ] = 1000,
     allow_pickle: Annotated[bool, typer.Option(help="Allow a .ckpt/.pt base (read weights-only).")] = False,
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
@@ -103,6 +107,8 @@ def finetune_command(
         class_images=class_images,
         prior_weight=prior_weight,
         min_snr_gamma=min_snr or None,
+        min_timestep=min_timestep,
+        max_timestep=max_timestep,
         sample_every=sample_every,
         sample_prompt=sample_prompt,
         checkpoint_every=checkpoint_every,

@@ -57,6 +57,8 @@ class FinetuneConfig:
     class_images: int = 50
     prior_weight: float = 1.0  # DreamBooth: weight of the class pictures' loss
     min_snr_gamma: float | None = 5.0  # Min-SNR loss weighting (Hang et al. 2023); None: plain MSE
+    min_timestep: int = 0  # train on noise levels t in [min_timestep, max_timestep) only (kohya's options):
+    max_timestep: int = 1000  # a lower max_timestep teaches the rendering and leaves the composition
     sample_every: int = 0  # paint a sample picture every K steps into RUN/samples (0: never)
     sample_prompt: str | None = None  # None: the first picture's caption
     checkpoint_every: int = 50  # steps between resumable checkpoints
@@ -99,6 +101,12 @@ class FinetuneConfig:
         _whole("--checkpoint-every", self.checkpoint_every, 1, 1_000_000)
         _whole("--sample-every", self.sample_every, 0, 1_000_000)
         _whole("--class-images", self.class_images, 1, 10_000)
+        _whole("--min-timestep", self.min_timestep, 0, 999)
+        _whole("--max-timestep", self.max_timestep, 1, 1000)
+        if self.min_timestep >= self.max_timestep:
+            raise FinetuneError(
+                f"--min-timestep {self.min_timestep} must be below --max-timestep {self.max_timestep}"
+            )
         if self.resolution is not None:
             _whole("--resolution", self.resolution, 64, 2048)
             if self.resolution % 8:
@@ -139,6 +147,8 @@ class FinetuneConfig:
             "class_prompt",
             "prior_weight",
             "min_snr_gamma",
+            "min_timestep",
+            "max_timestep",
             "seed",
             "steps",
         )

@@ -20,6 +20,7 @@ def settings_of(cfg: FinetuneConfig, resolution: int) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "seed": cfg.seed,
         "min_snr_gamma": cfg.min_snr_gamma,
+        "timesteps": [cfg.min_timestep, cfg.max_timestep],
     }
     if cfg.method.makes_lora:
         settings.update(rank=cfg.rank, alpha=cfg.rank, targets=cfg.targets)

@@ -210,6 +210,8 @@ def finetune(
             optimizer.load_state_dict(ckpt.optimizer)
         noise_scheduler = DDPMScheduler.from_config(model.pipe.scheduler.config)
         prediction = str(noise_scheduler.config.prediction_type)
+        # kohya's --min/max_timestep: a style lives in the low-noise steps, the layout in the high-noise ones
+        max_t = min(cfg.max_timestep, int(noise_scheduler.config.num_train_timesteps))
         alphas = noise_scheduler.alphas_cumprod.to(device)
         schedule = Schedule(cfg.steps, None, cfg.learning_rate, min(cfg.warmup_steps, cfg.steps))
         condition = conditioner(model, cfg, vectors, resolution, device)
@@ -263,9 +265,7 @@ def finetune(
             # SD's latent: z = (sample - shift) * scaling_factor, scaled to unit variance
             z = ((z0 - shift) * scaling).to(device)
             noise = torch.randn(z.shape, generator=g).to(device)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z),), generator=g).to(
-                device
-            )
+            t = torch.randint(cfg.min_timestep, max_t, (len(z),), generator=g).to(device)
             # forward chain q(z_t | z_0): z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps (Ho et al. 2020)
             zt = noise_scheduler.add_noise(z, noise, t)
             target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(z, noise, t)
