@@ -18,6 +18,7 @@ from keypaint.errors import ModelError
 from keypaint.finetune import FinetuneConfig, FinetuneError, FinetuneInfo, Method
 from keypaint.finetune.train import finetune
 from keypaint.models.hashing import file_sha256
+from keypaint.models.loaded import ModelKind
 from keypaint.models.safety import read_safetensors_header
 from keypaint.training.checkpoint import latest_checkpoint, read_checkpoint
 
@@ -183,3 +184,18 @@ def test_saved_lora_paints_what_training_painted_and_model_comes_back(home: Path
     assert np.abs(saved - trained).max() <= 2
     plain = np.asarray(painter.generate(replace(params, loras=()))[0].image, dtype=np.int16)
     assert np.abs(plain - trained).max() > 10
+
+
+def test_sd2_v_prediction_lora(home: Path, pictures: Path, tmp_path: Path) -> None:
+    from keypaint.models.tiny import tiny_pipeline
+
+    pipe = tiny_pipeline(ModelKind.SD2)
+    pipe.scheduler.register_to_config(prediction_type="v_prediction")  # as SD 2.x 768-v checkpoints
+    pipe.save_pretrained(home / "models" / "tiny-v")
+    result = finetune(config(home, pictures, base="tiny-v"), progress=False)
+    header = read_safetensors_header(result.path)
+    assert header.metadata["ss_base_model_version"] == "sd_v2"
+    assert header.tensors["lora_unet_down_blocks_1_attentions_0_proj_in.lora_down.weight"].shape == (8, 32)
+    plain = StableDiffusionPipeline.from_pretrained(home / "models" / "tiny-v", safety_checker=None)
+    plain.load_lora_weights(str(result.path))
+    assert any("lora_A" in name for name, _ in plain.unet.named_parameters())

@@ -27,23 +27,23 @@ def finetune_command(
     base: Annotated[
         str | None,
         typer.Option(
-            help="Model to fine-tune: a name (keypaint models), file or folder [default: built-in]."
+            help="Model to fine-tune: a name (keypaint models), file or folder (default: built-in)."
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="File to write [default: <home>/loras/TOKEN.safetensors, embeddings/ for TI]."),
+        typer.Option(help="File to write (default: <home>/loras/TOKEN.safetensors, embeddings/ for TI)."),
     ] = None,
     steps: Annotated[int, typer.Option(help="Training steps.")] = 500,
     lr: Annotated[
-        float | None, typer.Option(help="Learning rate [default: 1e-4 LoRA/DreamBooth, 5e-3 TI].")
+        float | None, typer.Option(help="Learning rate (default: 1e-4 LoRA/DreamBooth, 5e-3 TI).")
     ] = None,
     rank: Annotated[int, typer.Option(help="LoRA rank (alpha = rank).")] = 8,
     targets: Annotated[
         str, typer.Option(help="LoRA layers: all (kohya's), attention, or cross-attention only.")
     ] = "all",
     resolution: Annotated[
-        int | None, typer.Option(help="Training picture side in px [default: the model's].")
+        int | None, typer.Option(help="Training picture side in px (default: the model's).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Pictures per step.")] = 4,
     vectors: Annotated[int, typer.Option(help="Textual inversion: vectors the token stands for.")] = 4,
@@ -52,18 +52,19 @@ def finetune_command(
         str | None, typer.Option(help="DreamBooth: what the pictures show in general, e.g. dog.")
     ] = None,
     class_dir: Annotated[
-        Path | None, typer.Option(help="DreamBooth: class pictures (missing ones are painted).")
+        Path | None,
+        typer.Option(help="Prior pictures (DreamBooth's class; a LoRA's regularisation set), .txt captions."),
     ] = None,
-    class_images: Annotated[int, typer.Option(help="DreamBooth: class pictures to use.")] = 50,
-    prior_weight: Annotated[float, typer.Option(help="DreamBooth: weight of the class loss.")] = 1.0,
+    class_images: Annotated[int, typer.Option(help="Prior pictures to use.")] = 50,
+    prior_weight: Annotated[float, typer.Option(help="Weight of the prior loss.")] = 1.0,
     sample_every: Annotated[
         int, typer.Option(help="Paint a sample into RUN/samples every K steps (0: never).")
     ] = 0,
     sample_prompt: Annotated[
-        str | None, typer.Option(help="Prompt of the samples [default: the first caption].")
+        str | None, typer.Option(help="Prompt of the samples (default: the first caption).")
     ] = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoints and samples [default: <home>/finetune/TOKEN-METHOD].")
+        Path | None, typer.Option(help="Checkpoints and samples (default: <home>/finetune/TOKEN-METHOD).")
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable checkpoints.")] = 50,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
