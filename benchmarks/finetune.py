@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # not one "no text-encoder LoRA keys" line per LoRA
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from typing import TYPE_CHECKING
 
