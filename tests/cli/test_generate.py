@@ -69,6 +69,22 @@ def test_from_remakes_the_same_picture_and_info_prints_it(home: Path, tmp_path: 
     assert "(red:1.3) apple" in output and "Negative prompt: green" in output and "Sampler: Euler a" in output
 
 
+def test_no_expand_is_recorded_and_kept_by_from(home: Path, tmp_path: Path) -> None:
+    code, output = run("generate", "red apple", *TINY, "--seed", "1", "--no-expand", "--out", str(tmp_path))
+    assert code == 0, output
+    [first] = saved(output)
+    meta = read_metadata(first)
+    assert meta.data is not None and meta.data["params"]["expand_keywords"] is False
+    assert meta.infotext is not None and "Keyword expansion: off" in meta.infotext
+    code, output = run("generate", "--from", str(first), "--model", "tiny", "--out", str(tmp_path / "b"))
+    assert code == 0, output
+    again = read_metadata(saved(output)[0])
+    assert again.data is not None and again.data["params"]["expand_keywords"] is False
+    code, output = run("generate", "--from", str(first), *TINY, "--expand", "--out", str(tmp_path / "c"))
+    assert code == 0, output
+    assert read_metadata(saved(output)[0]).data["params"]["expand_keywords"] is True  # type: ignore[index]
+
+
 def test_models_and_samplers_list(home: Path) -> None:
     code, output = run("models")
     assert code == 0 and "tiny" in output and "diffusers" in output

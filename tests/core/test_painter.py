@@ -190,3 +190,27 @@ def test_step_events_carry_the_x0_estimate_which_ends_at_the_picture(
     # after the final step x_t is the picture's latent: the last estimate is (nearly) the same latent
     error = (last.denoised - last.latents.float()).abs().mean() / last.latents.float().abs().mean()
     assert error < 0.1
+
+
+def test_known_keywords_are_expanded_recorded_and_can_be_turned_off() -> None:
+    from keypaint.outputs.infotext import params_from_infotext
+    from keypaint.outputs.results import infotext_for
+    from keypaint.prompts.vocabulary import Vocabulary
+
+    model = tiny_model(ModelKind.SD1)
+    model.vocabulary = Vocabulary.from_pairs([("red apple", ["fruit", "ripe"])])
+    painter = Painter(model)
+    [expanded] = painter.generate(GenerationParams(prompt="red apple, noto style", steps=2, seed=3))
+    [plain] = painter.generate(
+        GenerationParams(prompt="red apple, noto style", steps=2, seed=3, expand_keywords=False)
+    )
+    spelled_out = GenerationParams(prompt="red apple, fruit, ripe, noto style", steps=2, seed=3)
+    [spelled] = painter.generate(spelled_out)
+    assert expanded.extra["Keywords used"] == "red apple, fruit, ripe, noto style"
+    assert "Keywords used" not in plain.extra
+    assert np.array_equal(pixels(expanded.image), pixels(spelled.image))  # the encoder saw the tags
+    assert np.abs(pixels(expanded.image) - pixels(plain.image)).max() > 0
+    info = infotext_for(plain)
+    assert "Keyword expansion: off" in info and "Keyword expansion" not in infotext_for(expanded)
+    assert params_from_infotext(info).expand_keywords is False
+    assert params_from_infotext(infotext_for(expanded)).expand_keywords is True

@@ -31,6 +31,7 @@ def test_from_keywords_joins_keywords_like_people_type_them() -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"batch_count": 0}, "batch_count"),
         ({"sampler": "Euler"}, "sampler"),
+        ({"expand_keywords": "no"}, "expand_keywords"),
     ],
 )
 def test_bad_values_name_their_field(changes: dict, field: str) -> None:

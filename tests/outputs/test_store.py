@@ -213,7 +213,7 @@ def _metadata_for(params: GenerationParams, seed: int) -> dict[str, Any]:
 def test_metadata_round_trip(tmp_path: Path) -> None:
     params = GenerationParams(prompt="猫, red apple 🍎\nsecond line", negative_prompt='blurry, "bad"',
                               steps=12, guidance_scale=5.5, sampler=Sampler.EULER_A, seed=100,
-                              width=512, height=768, batch_size=2)
+                              width=512, height=768, batch_size=2, expand_keywords=False)
     infotext = build_infotext(params, seed=101, width=512, height=768, model_name="tiny-sd",
                               model_hash="ab" * 32)
     metadata = _metadata_for(params, seed=101)
@@ -223,7 +223,8 @@ def test_metadata_round_trip(tmp_path: Path) -> None:
     assert read.infotext == infotext
     assert read.data == metadata
     expected = GenerationParams(prompt=params.prompt, negative_prompt=params.negative_prompt, steps=12,
-                                guidance_scale=5.5, sampler=Sampler.EULER_A, seed=101, width=512, height=768)
+                                guidance_scale=5.5, sampler=Sampler.EULER_A, seed=101, width=512, height=768,
+                                expand_keywords=False)
     assert params_from_metadata(read) == expected
     assert params_from_metadata(read.data) == expected  # type: ignore[arg-type]
     assert params_from_image(path, steps=3) == GenerationParams(**{**expected.__dict__, "steps": 3})
@@ -240,7 +241,7 @@ def test_reproduction_metadata_contents() -> None:
                                  created=datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))))
     assert data["params"] == {"prompt": "cat", "negative_prompt": "", "steps": 20, "guidance_scale": 7.0,
                               "sampler": "DPM++ 2M", "seed": 9, "width": 64, "height": 64, "strength": 0.3,
-                              "mode": "img2img", "batch_index": 0}
+                              "mode": "img2img", "expand_keywords": True, "batch_index": 0}
     assert data["model"] == {"name": None, "sha256": None}
     assert set(data["versions"]) == {"keypaint", "torch", "diffusers", "transformers"}
     assert data["versions"]["torch"] == metadata.version("torch")

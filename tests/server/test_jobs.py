@@ -23,7 +23,7 @@ def test_job_answers_at_once_and_streams_progress(server: Running) -> None:
     with server.client() as client:
         response = client.post("/api/jobs", json={"keywords": ["red apple", "(fruit:1.3)"], "style": "emoji",
                                                    "negative_keywords": ["blurry"], "seed": 5, **FAST,
-                                                   "steps": 3})
+                                                   "steps": 3, "expand_keywords": False})
         job_id = response.json()["id"]
         assert response.status_code == 202 and response.headers["location"] == f"/api/jobs/{job_id}"
         events: list[tuple[str, dict]] = []
@@ -47,6 +47,7 @@ def test_job_answers_at_once_and_streams_progress(server: Running) -> None:
     assert image["seed"] == 5 and image["request"]["keywords"] == ["red apple", "(fruit:1.3)"]
     assert image["params"]["prompt"] == "red apple, (fruit:1.3), emoji, flat colors, simple shapes, centered"
     assert "Negative prompt: blurry, photo, text" in image["infotext"]
+    assert image["params"]["expand_keywords"] is False and "Keyword expansion: off" in image["infotext"]
 
 
 def test_queued_job_runs_after_its_client_leaves(server: Running) -> None:
@@ -158,6 +159,7 @@ def test_own_api_validation(server: Running) -> None:
         "sampler": {"keywords": ["x"], "sampler": "Euler z", **FAST},
         "init_image": {"keywords": ["x"], "init_image": "https://example.com/a.png", **FAST},
         "model": {"keywords": ["x"], "model": "../../etc/passwd", **FAST},
+        "expand_keywords": {"keywords": ["x"], "expand_keywords": "no", **FAST},
     }
     with server.client() as client:
         for field, payload in cases.items():

@@ -32,12 +32,15 @@ def test_vae_then_unet_write_shipping_folders(data_folder: Path, tmp_path: Path)
     assert all(v.dtype.is_floating_point and v.itemsize == 2
                for v in load_file(vae_run / "vae" / "diffusion_pytorch_model.safetensors").values())
 
-    train("unet", data_folder, "--vae", vae_run / "vae", "--out", unet_run, "--steps", "3", *FAST)
+    train("unet", data_folder, "--vae", vae_run / "vae", "--out", unet_run, "--steps", "3", *FAST,
+          "--style-drop", "0.15", "--all-tags", "0.3")
     unet_config = json.loads((unet_run / "unet" / "config.json").read_text())
     assert unet_config["cross_attention_dim"] == 384 and unet_config["sample_size"] == 4
     assert (unet_run / "scheduler" / "scheduler_config.json").is_file()
     assert (unet_run / "latents.safetensors").is_file()
-    assert read_checkpoint(unet_run / "checkpoint").state["step"] == 3
+    state = read_checkpoint(unet_run / "checkpoint").state
+    assert state["step"] == 3
+    assert state["config"]["style_drop"] == "0.15" and state["config"]["all_tags"] == "0.3"
     assert any((unet_run / "logs").rglob("events.out.tfevents.*"))
 
 

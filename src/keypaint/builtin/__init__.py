@@ -22,10 +22,12 @@ from diffusers import (
 from keypaint.builtin.text_encoder import load_text_encoder
 from keypaint.errors import ModelError
 from keypaint.models.loaded import LoadedModel, ModelKind
+from keypaint.prompts.vocabulary import Vocabulary
 
 NAME = "keypaint-emoji"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PARTS = ("unet", "vae", "scheduler")
+VOCABULARY = "keywords.json"  # the CLDR labels the model was trained on and their tags
 
 
 def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
@@ -68,8 +70,9 @@ def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
     )
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    vocabulary = Vocabulary.load(folder / VOCABULARY) if (folder / VOCABULARY).is_file() else None
     return LoadedModel(name=NAME, kind=ModelKind.KEYPAINT, pipe=pipe, sha256=unet_sha256(folder),
-                       source=folder)
+                       source=folder, vocabulary=vocabulary)
 
 
-__all__ = ["NAME", "WEIGHTS_DIR", "load_builtin", "unet_sha256", "weights_present"]
+__all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "unet_sha256", "weights_present"]

@@ -2,17 +2,21 @@
 
 Copies RUN/vae, RUN/unet and RUN/scheduler (fp16 safetensors shards + configs, as the trainers write
 them) into `keypaint/builtin/weights/` and checks the size budget of the issue: U-Net + VAE <= 35 MB,
-each file <= 15 MB.
+each file <= 15 MB. `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
+vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`) beside them.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
-from keypaint.builtin import WEIGHTS_DIR
+from keypaint.builtin import VOCABULARY, WEIGHTS_DIR
+from keypaint.data.folder import load_folder
 from keypaint.errors import ModelError
+from keypaint.prompts.vocabulary import Vocabulary
 
 MAX_TOTAL = 35_000_000  # bytes of U-Net + VAE weights
 MAX_FILE = 15_000_000  # bytes per shard
@@ -41,9 +45,33 @@ def pack_weights(vae_run: Path, unet_run: Path, dest: Path = WEIGHTS_DIR) -> int
     return total
 
 
+def pack_vocabulary(train: Path, dest: Path = WEIGHTS_DIR) -> Vocabulary:
+    """Write `dest/keywords.json`: the labels of the training folder's records with their tags."""
+    records = load_folder(train, check_images=False)
+    pairs = [(r.fields["label"], r.fields.get("tags") or []) for r in records
+             if isinstance(r.fields.get("label"), str)]
+    if not pairs:
+        raise ModelError(f"{train}: no record has a 'label' field (an emoji data folder's train/ has)")
+    note = "the training pictures' labels and tags"
+    try:  # an emoji data folder names the emojibase-data release its labels and tags come from
+        base = json.loads((train.parent / "sources.json").read_text(encoding="utf-8"))["emojibase"]
+        note = f"CLDR labels and tags of {base['package']}@{base['version']} ({base['license']['spdx']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    vocabulary = Vocabulary.from_pairs(sorted(pairs), note)
+    vocabulary.save(dest / VOCABULARY)
+    return vocabulary
+
+
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m keypaint.builtin.pack VAE_RUN UNET_RUN [DEST]")
-    dest = Path(sys.argv[3]) if len(sys.argv) == 4 else WEIGHTS_DIR
-    size = pack_weights(Path(sys.argv[1]), Path(sys.argv[2]), dest)
-    print(f"packed {size / 1e6:.1f} MB of weights into {dest}")
+    args = sys.argv[1:]
+    if len(args) in (2, 3) and args[0] == "vocabulary":
+        dest = Path(args[2]) if len(args) == 3 else WEIGHTS_DIR
+        print(f"wrote {len(pack_vocabulary(Path(args[1]), dest))} keywords into {dest / VOCABULARY}")
+    elif len(args) in (2, 3):
+        dest = Path(args[2]) if len(args) == 3 else WEIGHTS_DIR
+        size = pack_weights(Path(args[0]), Path(args[1]), dest)
+        print(f"packed {size / 1e6:.1f} MB of weights into {dest}")
+    else:
+        sys.exit("usage: python -m keypaint.builtin.pack VAE_RUN UNET_RUN [DEST]\n"
+                 "       python -m keypaint.builtin.pack vocabulary DATA/train [DEST]")

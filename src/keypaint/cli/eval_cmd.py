@@ -34,6 +34,9 @@ def eval_command(
     steps: Annotated[int, typer.Option(help="Denoising steps per picture.")] = 20,
     cfg: Annotated[float | None, typer.Option("--cfg", help="Guidance scale (default: 7).")] = None,
     seed: Annotated[int, typer.Option(help="Pair i is drawn with seed + i.")] = 0,
+    expand: Annotated[
+        bool, typer.Option("--expand/--no-expand", help="Keyword expansion as `generate` does it.")
+    ] = True,
     limit: Annotated[int | None, typer.Option(help="Only the first N held-out pairs.")] = None,
     grid: Annotated[int, typer.Option(help="Pairs shown in samples.png.")] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -58,13 +61,15 @@ def eval_command(
     judge = Scorer.load(scorer, painter.device)
     # 3. the model paints every pair, the scorer judges, the report is written
     console.print(f"generating {len(pairs)} held-out pairs with {painter.model.name} on {painter.device} ...")
-    generated, seconds = generate_pairs(painter, pairs, steps=steps, seed=seed, guidance_scale=cfg)
+    generated, seconds = generate_pairs(painter, pairs, steps=steps, seed=seed, guidance_scale=cfg,
+                                        expand_keywords=expand)
     real = real_pictures(pairs, painter.model.native_size)
     extra = {
         "model": painter.model.name,
         "model_hash": painter.model.short_hash,
         "steps": steps,
         "seed": seed,
+        "expand_keywords": expand,
         "seconds_per_picture": seconds,
         "device": str(painter.device),
     }

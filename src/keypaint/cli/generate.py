@@ -86,6 +86,13 @@ def generate_command(
             help="make N candidates per picture and keep the one the scorer matches best to the keywords"
         ),
     ] = None,
+    expand: Annotated[
+        bool | None,
+        typer.Option(
+            "--expand/--no-expand",
+            help="add the tags the model was trained with to each keyword it knows [default: expand]",
+        ),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="png, jpeg or webp")] = "png",
     no_watermark: Annotated[
         bool, typer.Option(help="do not add the invisible AI watermark (recorded)")
@@ -111,6 +118,7 @@ def generate_command(
         "batch_count": count,
         "strength": strength,
         "best_of": best_of,
+        "expand_keywords": expand,
         "sampler": Sampler.parse(sampler) if sampler is not None else None,
     }
     if size is not None:

@@ -73,6 +73,10 @@ def unet_command(
     prediction: Annotated[str, typer.Option(help="epsilon or v_prediction.")] = "epsilon",
     min_snr: Annotated[float, typer.Option(help="Min-SNR-gamma loss weighting; 0 turns it off.")] = 5.0,
     caption_drop: Annotated[float, typer.Option(help="Share of empty captions (for CFG).")] = 0.1,
+    style_drop: Annotated[float, typer.Option(help="Share of captions without the style keyword.")] = 0.0,
+    all_tags: Annotated[
+        float, typer.Option(help="Share of captions with every tag (as keyword expansion writes them).")
+    ] = 0.0,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 2000,
     log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 100,
     seed: int = 0,
@@ -86,10 +90,14 @@ def unet_command(
 
     if prediction not in ("epsilon", "v_prediction"):
         raise TrainingError(f"--prediction must be epsilon or v_prediction, got {prediction!r}")
+    for name, share in (("caption-drop", caption_drop), ("style-drop", style_drop), ("all-tags", all_tags)):
+        if not 0.0 <= share <= 1.0:
+            raise TrainingError(f"--{name} is a share between 0 and 1, got {share}")
     train_unet(UNetTrainConfig(
         data=data, vae=vae, out=out, size=size, batch_size=batch_size, max_steps=steps, max_minutes=minutes,
         lr=lr, warmup_steps=warmup, prediction=prediction, min_snr_gamma=min_snr or None,  # type: ignore[arg-type]
-        caption_drop=caption_drop, checkpoint_every=checkpoint_every, log_every=log_every, seed=seed,
+        caption_drop=caption_drop, style_drop=style_drop, all_tags=all_tags,
+        checkpoint_every=checkpoint_every, log_every=log_every, seed=seed,
         resume=resume, cpu=cpu, init=init,
     ))
 

@@ -165,8 +165,11 @@ class Painter:
         seeds = params.seeds()
         # 1. apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
         active = self.adapters.activate(params)
+        prompt = self.model.expand(active.prompt) if params.expand_keywords else active.prompt
+        if prompt != active.prompt:
+            active.extra["Keywords used"] = prompt  # what the text encoder saw
         embeds = encode_prompts(
-            self.model, active.prompt, active.negative_prompt, device=self.device, dtype=self.dtype,
+            self.model, prompt, active.negative_prompt, device=self.device, dtype=self.dtype,
             embeddings=active.embeddings,
         )
         results: list[GeneratedImage] = []

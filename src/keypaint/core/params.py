@@ -63,6 +63,7 @@ class GenerationParams:
     best_of: int = 1  # make N candidates per picture, keep the one the scorer matches best to the keywords
     loras: tuple[LoraRef, ...] = ()  # LoRAs applied with their weights (A1111's <lora:name:w> also works)
     embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
+    expand_keywords: bool = True  # a keyword the model knows brings its trained tags (prompts.vocabulary)
 
     @classmethod
     def from_keywords(
@@ -97,6 +98,8 @@ class GenerationParams:
             raise InvalidParams("guidance_scale", f"must be >= 0, got {self.guidance_scale}")
         if not isinstance(self.sampler, Sampler):
             raise InvalidParams("sampler", f"must be a Sampler, got {self.sampler!r}")
+        if not isinstance(self.expand_keywords, bool):
+            raise InvalidParams("expand_keywords", f"must be true or false, got {self.expand_keywords!r}")
         _int_in("seed", self.seed, -1, MAX_SEED)
         for name, value in (("width", self.width), ("height", self.height)):
             if value is None:

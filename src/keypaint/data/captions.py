@@ -44,22 +44,30 @@ def emoji_caption(label: str, tags: Sequence[str], style: str) -> str:
     return ", ".join(unique_keywords([label, *tags, style_keyword(style)]))
 
 
-def augment(record: Captioned, rng: random.Random, drop_prob: float = 0.1) -> str:
+def augment(record: Captioned, rng: random.Random, drop_prob: float = 0.1, *,
+            style_drop: float = 0.0, all_tags: float = 0.0) -> str:
     """A training-time caption: shuffled keywords, a random subset of tags, label and style kept.
 
     With probability `drop_prob` the caption is "" (caption dropout for classifier-free guidance).
+    With probability `style_drop` the style keyword is left out (so plain keywords draw well too), and
+    with probability `all_tags` every tag is kept (the caption keyword expansion gives at inference).
     Records without `label`/`style` fields (plain .txt captions) only get their keywords shuffled.
     """
-    if not 0.0 <= drop_prob <= 1.0:
-        raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob}")
+    for name, value in (("drop_prob", drop_prob), ("style_drop", style_drop), ("all_tags", all_tags)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
     if rng.random() < drop_prob:
         return ""
     fields = record.fields
     label, style = fields.get("label"), fields.get("style")
     if isinstance(label, str) and isinstance(style, str):
         tags = [t for t in unique_keywords(fields.get("tags") or []) if t.lower() != label.lower()]
-        kept = rng.sample(tags, rng.randint(0, len(tags)))
-        words = unique_keywords([label, *kept, style_keyword(style)])
+        if all_tags and rng.random() < all_tags:
+            kept = list(tags)
+        else:
+            kept = rng.sample(tags, rng.randint(0, len(tags)))
+        styled = not (style_drop and rng.random() < style_drop)
+        words = unique_keywords([label, *kept, *([style_keyword(style)] if styled else [])])
     else:
         words = unique_keywords(record.caption.split(","))
     rng.shuffle(words)

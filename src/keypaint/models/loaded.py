@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diffusers import DiffusionPipeline
+
+if TYPE_CHECKING:  # prompts imports this module
+    from keypaint.prompts.vocabulary import Vocabulary
 
 
 class ModelKind(StrEnum):
@@ -34,10 +38,15 @@ class LoadedModel:
     pipe: DiffusionPipeline
     sha256: str | None = None  # of the checkpoint file (A1111's "Model hash" is its first 10 hex digits)
     source: Path | None = None  # file or folder it was loaded from; None for models built in memory
+    vocabulary: Vocabulary | None = None  # keywords the model was trained with and their tags, if known
 
     @property
     def short_hash(self) -> str | None:
         return self.sha256[:10] if self.sha256 else None
+
+    def expand(self, prompt: str) -> str:
+        """`prompt` with the tags of each keyword this model knows (unchanged when it knows none)."""
+        return self.vocabulary.expand(prompt) if self.vocabulary is not None else prompt
 
     @property
     def inpainting(self) -> bool:

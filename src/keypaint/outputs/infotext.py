@@ -30,7 +30,8 @@ _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _NEGATIVE = "Negative prompt:"
 # The GenerationParams field each read infotext field sets; an override of that field skips reading it.
 _FIELD_OF = {"Steps": "steps", "Sampler": "sampler", "Schedule type": "sampler",
-             "CFG scale": "guidance_scale", "Seed": "seed", "Denoising strength": "strength"}
+             "CFG scale": "guidance_scale", "Seed": "seed", "Denoising strength": "strength",
+             "Keyword expansion": "expand_keywords"}
 
 InfoValue = str | int | float
 
@@ -61,6 +62,7 @@ def build_infotext(
         "Model hash": model_hash[:10] if model_hash else None,
         "Model": model_name or None,
         "Denoising strength": params.strength if params.mode != "txt2img" else None,
+        "Keyword expansion": None if params.expand_keywords else "off",
     }
     for key, value in (extra or {}).items():
         if not _KEY.fullmatch(key):
@@ -126,9 +128,9 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
     """The `GenerationParams` an infotext describes; `overrides` (GenerationParams fields) win over it.
 
     Read: prompt, negative prompt, Steps, Sampler + Schedule type, CFG scale, Seed, Size, Denoising
-    strength. Other fields (Hires, Lora hashes, Clip skip, ...) are ignored. A value that cannot be read
-    raises `InvalidParams` naming the field, unless an override replaces it (so a sampler keypaint lacks
-    can be swapped for one it has).
+    strength, Keyword expansion. Other fields (Hires, Lora hashes, Clip skip, ...) are ignored. A value
+    that cannot be read raises `InvalidParams` naming the field, unless an override replaces it (so a
+    sampler keypaint lacks can be swapped for one it has).
     """
     info = parse_infotext(text)
     wanted = {key: value for key, value in info.items() if _FIELD_OF.get(key) not in overrides}
@@ -148,6 +150,8 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
         values["width"], values["height"] = int(size.group(1)), int(size.group(2))
     if "Denoising strength" in wanted:
         values["strength"] = _float_field("strength", "Denoising strength", wanted["Denoising strength"])
+    if "Keyword expansion" in wanted:
+        values["expand_keywords"] = wanted["Keyword expansion"].strip().lower() != "off"
     return make_params(values, overrides)
 
 

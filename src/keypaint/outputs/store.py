@@ -326,6 +326,7 @@ def reproduction_metadata(
             "height": height,
             "strength": params.strength,
             "mode": params.mode,
+            "expand_keywords": params.expand_keywords,
             "batch_index": batch_index,
         },
         "model": {"name": model_name, "sha256": model_sha256},
@@ -374,6 +375,7 @@ def _params_from_json(data: dict[str, Any], overrides: dict[str, Any]) -> Genera
         "width": _typed(recorded, "width", int | None, default=None),
         "height": _typed(recorded, "height", int | None, default=None),
         "strength": float(_typed(recorded, "strength", int | float, default=0.75)),
+        "expand_keywords": recorded.get("expand_keywords", True),  # GenerationParams checks it is a bool
     }
     return make_params(values, overrides)
 

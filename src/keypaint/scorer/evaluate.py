@@ -50,12 +50,15 @@ def heldout_pairs(records: list[Record], limit: int | None = None) -> list[Pair]
 
 
 def generate_pairs(
-    painter: Painter, pairs: list[Pair], *, steps: int, seed: int, guidance_scale: float | None = None
+    painter: Painter, pairs: list[Pair], *, steps: int, seed: int, guidance_scale: float | None = None,
+    expand_keywords: bool = True,
 ) -> tuple[list[Image.Image], float]:
     """One picture per pair (seed + i), and the mean seconds per picture."""
     from keypaint.core.params import GenerationParams
 
-    extra: dict[str, Any] = {} if guidance_scale is None else {"guidance_scale": guidance_scale}
+    extra: dict[str, Any] = {"expand_keywords": expand_keywords}
+    if guidance_scale is not None:
+        extra["guidance_scale"] = guidance_scale
     images, start = [], time.perf_counter()
     for i, pair in enumerate(pairs):
         params = GenerationParams(prompt=pair.prompt, seed=seed + i, steps=steps, **extra)

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from keypaint.core.adapters import is_name
 from keypaint.core.samplers import Sampler
@@ -62,6 +62,7 @@ class JobRequest(BaseModel):
     model: str | None = None
     loras: list[LoraField] | None = None
     embeddings: list[str] | None = None  # names in <home>/embeddings (GET /sdapi/v1/embeddings)
+    expand_keywords: StrictBool = True  # known keywords bring their trained tags (prompts.vocabulary)
 
     def job_spec(self) -> JobSpec:
         self._check_names()
@@ -83,7 +84,7 @@ class JobRequest(BaseModel):
             batch_size=self.batch_size, batch_count=self.batch_count, strength=self.strength,
             model=self.model, save=True, request=self.model_dump(exclude={"init_image", "mask"}),
             loras=[(lora.name, lora.weight) for lora in self.loras or []],
-            embeddings=list(self.embeddings or []),
+            embeddings=list(self.embeddings or []), expand_keywords=self.expand_keywords,
         )
 
     def _check_names(self) -> None:

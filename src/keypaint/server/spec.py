@@ -35,6 +35,7 @@ class JobSpec:
     model: str | None = None  # None: the server's current model
     loras: list[tuple[str, float]] = field(default_factory=list)  # (name in <home>/loras, weight)
     embeddings: list[str] = field(default_factory=list)  # names in <home>/embeddings
+    expand_keywords: bool = True  # known keywords bring their trained tags
     save: bool = True  # into the gallery (A1111's save_images)
     request: dict[str, Any] = field(default_factory=dict)  # what the client sent, for "use again"
 
@@ -65,6 +66,7 @@ class JobSpec:
             mask=mask,
             loras=tuple(LoraRef(str(name), float(weight)) for name, weight in self.loras),
             embeddings=tuple(self.embeddings),
+            expand_keywords=self.expand_keywords,
         )
 
 

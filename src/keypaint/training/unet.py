@@ -64,6 +64,8 @@ class UNetTrainConfig:
     prediction: Literal["epsilon", "v_prediction"] = "epsilon"
     min_snr_gamma: float | None = 5.0  # None: plain MSE
     caption_drop: float = 0.1  # share of empty captions (classifier-free guidance)
+    style_drop: float = 0.0  # share of captions without their style keyword
+    all_tags: float = 0.0  # share of captions with every tag (as keyword expansion writes them)
     ema_decay: float = 0.9995
     checkpoint_every: int = 2000
     log_every: int = 100
@@ -164,7 +166,8 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr_at(step, elapsed)
         idx = torch.randint(len(mean), (cfg.batch_size,), generator=gen)
-        captions = [augment(records[i], rng, cfg.caption_drop) for i in idx.tolist()]
+        captions = [augment(records[i], rng, cfg.caption_drop, style_drop=cfg.style_drop,
+                                    all_tags=cfg.all_tags) for i in idx.tolist()]
         idx = idx.to(device)
         # z = (mu + sigma * e) * scaling_factor: a fresh posterior sample, scaled to unit variance (SD).
         z = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device)) * scaling

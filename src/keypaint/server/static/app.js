@@ -125,6 +125,7 @@ function request() {
     negative_keywords: state.chips.negative.map(keywordText),
     style: $("style").value, sampler: $("sampler").value, steps: number("steps"),
     guidance_scale: number("cfg"), seed: number("seed"), batch_size: number("batch"),
+    expand_keywords: $("expand").checked,
   };
   if (number("width")) body.width = number("width");
   if (number("height")) body.height = number("height");
@@ -287,6 +288,7 @@ function useAgain(image) {
   $("sampler").value = params.sampler || req.sampler || $("sampler").value;
   $("steps").value = params.steps;
   $("cfg").value = params.guidance_scale;
+  $("expand").checked = params.expand_keywords !== false;
   $("seed").value = image.seed;
   $("width").value = params.width;
   $("height").value = params.height;
