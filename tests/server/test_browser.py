@@ -74,6 +74,8 @@ def test_type_keywords_and_generate(page: Any, site: Running, tmp_path: Path) ->
     assert page.locator("#chips .chip .text").all_inner_texts() == ["red apple", "fruit"]
     page.select_option("#style", "emoji")
     fill_settings(page)
+    assert page.is_checked("#expand")  # keyword expansion is on unless turned off
+    page.uncheck("#expand")
     page.click("#generate")
     page.wait_for_selector("#result img")
     sync_api.expect(page.locator("#status")).to_have_text("done")
@@ -87,6 +89,7 @@ def test_type_keywords_and_generate(page: Any, site: Running, tmp_path: Path) ->
     assert image["request"]["keywords"] == ["red apple", "(fruit:1.1)"]
     assert image["request"]["negative_keywords"] == ["blurry"] and image["seed"] == 9
     assert image["params"]["prompt"].startswith("red apple, (fruit:1.1), emoji")
+    assert image["request"]["expand_keywords"] is False and image["params"]["expand_keywords"] is False
 
 
 def test_cancel_a_running_job(page: Any, tmp_path: Path) -> None:
@@ -131,7 +134,7 @@ def test_reload_finds_the_gallery_and_reuses_settings(page: Any, site: Running, 
     sync_api.expect(page.locator("#chips .chip .text")).to_have_text(["pear", "gold"])
     sync_api.expect(page.locator("#chips .chip .weight").nth(1)).to_have_text("1.2")
     assert page.input_value("#seed") == "77" and page.input_value("#style") == "watercolor"
-    assert page.input_value("#sampler") == "Euler a"
+    assert page.input_value("#sampler") == "Euler a" and page.is_checked("#expand")
     page.click("#generate")  # the same settings make the same picture again
     page.wait_for_selector("#result img")
     with site.client() as client:
