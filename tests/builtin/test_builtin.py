@@ -10,12 +10,14 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
-from keypaint.builtin import NAME, WEIGHTS_DIR, load_builtin, unet_sha256, weights_present
+from keypaint.builtin import NAME, VOCABULARY, WEIGHTS_DIR, load_builtin, unet_sha256, weights_present
 from keypaint.builtin.architecture import SIZES, build_scheduler, build_unet, build_vae
 from keypaint.builtin.export import export_model
 from keypaint.builtin.text_encoder import CONTEXT_DIM, MAX_TOKENS, load_text_encoder
 from keypaint.errors import ModelError, OutputError
 from keypaint.models.loaded import ModelKind
+from keypaint.models.loader import load_model
+from keypaint.prompts.vocabulary import Vocabulary
 
 shipped = pytest.mark.skipif(not weights_present(), reason="built-in weights not trained yet")
 
@@ -61,6 +63,7 @@ def _tiny_weights(folder: Path) -> Path:
     build_vae(vae_size).save_pretrained(folder / "vae")
     build_unet(unet_size).save_pretrained(folder / "unet")
     build_scheduler().save_pretrained(folder / "scheduler")
+    Vocabulary.from_pairs([("red apple", ["fruit"])]).save(folder / VOCABULARY)
     return folder
 
 
@@ -79,3 +82,6 @@ def test_export_loads_in_plain_diffusers_and_paints_the_same(tmp_path: Path) -> 
     np.testing.assert_allclose(paint(pipe), expected, atol=1e-4)
     with pytest.raises(OutputError, match="not empty"):
         export_model(model, out)
+    # keypaint itself reads the folder back with the model's keyword vocabulary
+    again = load_model(str(out))
+    assert again.vocabulary == model.vocabulary and again.expand("red apple") == "red apple, fruit"

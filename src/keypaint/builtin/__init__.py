@@ -22,12 +22,12 @@ from diffusers import (
 from keypaint.builtin.text_encoder import load_text_encoder
 from keypaint.errors import ModelError
 from keypaint.models.loaded import LoadedModel, ModelKind
+from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 from keypaint.prompts.vocabulary import Vocabulary
 
 NAME = "keypaint-emoji"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PARTS = ("unet", "vae", "scheduler")
-VOCABULARY = "keywords.json"  # the CLDR labels the model was trained on and their tags
 
 
 def weights_present(folder: Path = WEIGHTS_DIR) -> bool:

@@ -14,11 +14,15 @@ import torch
 
 from keypaint.errors import OutputError
 from keypaint.models.loaded import LoadedModel
+from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 
 
 def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
                  dtype: torch.dtype | None = torch.float16) -> Path:
-    """Save `model.pipe` to `dest` (written to a temp folder beside it, then renamed into place)."""
+    """Save `model.pipe` to `dest` (written to a temp folder beside it, then renamed into place).
+
+    A model with a keyword vocabulary also gets `keywords.json`, which diffusers ignores.
+    """
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()) and not overwrite:
         raise OutputError(f"{dest} exists and is not empty; choose another folder or pass --overwrite")
@@ -29,6 +33,8 @@ def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
     with tempfile.TemporaryDirectory(prefix=f".{dest.name}-", dir=dest.parent) as tmp:
         staged = Path(tmp) / "model"
         pipe.save_pretrained(str(staged), safe_serialization=True)
+        if model.vocabulary is not None:  # keypaint reads it back from the folder (keyword expansion)
+            model.vocabulary.save(staged / VOCABULARY)
         if dest.exists():
             shutil.rmtree(dest)
         staged.rename(dest)

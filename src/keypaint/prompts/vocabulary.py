@@ -20,6 +20,7 @@ from keypaint.errors import ModelError
 from keypaint.prompts.parser import keywords
 
 FORMAT = "keypaint-vocabulary/1"
+FILENAME = "keywords.json"  # beside a model's weights (the built-in model's, an exported folder)
 
 
 def _key(word: str) -> str:
