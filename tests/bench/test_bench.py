@@ -26,6 +26,7 @@ def test_cpu_bench_fills_every_row_and_the_fast_path_is_exact() -> None:
         "keypaint --deep-cache 2",
     ]
     assert all(row["s_per_image"] > 0 and "speedup" in row for row in rows)
+    assert rows[0]["max_pixel_diff"] <= report.notes["exact_tolerance_px"]  # diffusers paints the same
     fast = rows[2]
     assert report.notes["fast_is_exact"] is True
     assert fast["max_pixel_diff"] <= report.notes["exact_tolerance_px"]

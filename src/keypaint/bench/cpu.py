@@ -52,10 +52,15 @@ def _models(tiny: bool, dtype: torch.dtype = torch.float32) -> Any:
 
 
 def plain_diffusers(tiny: bool) -> Callable[[GenerationParams], np.ndarray]:
-    """What one writes with diffusers alone: the same weights, DPM++ 2M Karras, default settings."""
+    """What one writes with diffusers alone: the same weights, DPM++ 2M Karras, default settings.
+
+    It is given the prompt as keypaint's text encoder sees it (with keyword expansion), so the pictures
+    can be compared pixel by pixel.
+    """
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    parts = _models(tiny).pipe.components
+    model = _models(tiny)
+    parts = model.pipe.components
     scheduler = DPMSolverMultistepScheduler.from_config(
         parts["scheduler"].config, algorithm_type="dpmsolver++", use_karras_sigmas=True
     )
@@ -72,7 +77,7 @@ def plain_diffusers(tiny: bool) -> Callable[[GenerationParams], np.ndarray]:
     def run(params: GenerationParams) -> np.ndarray:
         generator = torch.Generator("cpu").manual_seed(params.seed)
         out = pipe(
-            prompt=params.prompt,
+            prompt=model.expand(params.prompt) if params.expand_keywords else params.prompt,
             negative_prompt=params.negative_prompt or None,
             num_inference_steps=params.steps,
             guidance_scale=params.guidance_scale,
