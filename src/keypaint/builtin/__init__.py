@@ -70,9 +70,8 @@ def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
     )
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    vocabulary = Vocabulary.load(folder / VOCABULARY) if (folder / VOCABULARY).is_file() else None
     return LoadedModel(name=NAME, kind=ModelKind.KEYPAINT, pipe=pipe, sha256=unet_sha256(folder),
-                       source=folder, vocabulary=vocabulary)
+                       source=folder, vocabulary=Vocabulary.beside(folder))
 
 
 __all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "unet_sha256", "weights_present"]

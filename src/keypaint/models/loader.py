@@ -45,7 +45,6 @@ from keypaint.models.safety import (
     refuse_pickle,
 )
 from keypaint.models.single_file import has_vae, pipeline_from_checkpoint, vae_like
-from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 from keypaint.prompts.vocabulary import Vocabulary
 
 _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
@@ -178,9 +177,8 @@ def _load_folder(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool)
                                       force_zeros_for_empty_prompt=force_zeros)
     weights = next((path / "unet" / f for f in _UNET_WEIGHTS if (path / "unet" / f).is_file()), None)
     sha = file_sha256(weights, home=home) if weights else None
-    vocabulary = Vocabulary.load(path / VOCABULARY) if (path / VOCABULARY).is_file() else None
     return LoadedModel(name=path.name, kind=kind, pipe=text_to_image, sha256=sha, source=path,
-                       vocabulary=vocabulary)
+                       vocabulary=Vocabulary.beside(path))
 
 
 def _load_vae(spec: str | Path, reference: AutoencoderKL, home: Path, dtype: torch.dtype,

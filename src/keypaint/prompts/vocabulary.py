@@ -63,6 +63,12 @@ class Vocabulary:
             raise ModelError(f"{path}: each keyword's tags must be a list of strings")
         return cls.from_pairs(labels.items(), str(data.get("source", "")))
 
+    @classmethod
+    def beside(cls, folder: Path) -> Vocabulary | None:
+        """The vocabulary kept in a model folder (`keywords.json`), or None when it has none."""
+        path = folder / FILENAME
+        return cls.load(path) if path.is_file() else None
+
     def save(self, path: Path) -> None:
         """JSON with one keyword per line (readable diffs), written atomically."""
         rows = ",\n".join(f"  {json.dumps(k, ensure_ascii=False)}: {json.dumps(list(v), ensure_ascii=False)}"
