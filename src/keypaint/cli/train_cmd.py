@@ -1,4 +1,4 @@
-"""`keypaint train vae|unet|scorer DATA ...` and `keypaint export MODEL DIR`.
+"""`keypaint train vae|unet|lcm|scorer DATA ...` and `keypaint export MODEL DIR`.
 
 The same commands run on 1 CPU, 1 GPU, or N GPUs: `accelerate launch -m keypaint.cli.train_cmd unet ...`
 (or torchrun) starts one process per GPU; each one runs exactly this code.
@@ -15,7 +15,7 @@ import typer
 from keypaint.cli.errors import user_errors
 
 train_app = typer.Typer(
-    help="Train the built-in model's parts: `vae`, then `unet` on the VAE's latents (and `scorer`).",
+    help="Train the built-in model's parts: `vae`, then `unet` on the VAE's latents (`lcm`, `scorer`).",
     no_args_is_help=True,
 )
 
@@ -99,6 +99,38 @@ def unet_command(
         caption_drop=caption_drop, style_drop=style_drop, all_tags=all_tags,
         checkpoint_every=checkpoint_every, log_every=log_every, seed=seed,
         resume=resume, cpu=cpu, init=init,
+    ))
+
+
+@train_app.command("lcm", no_args_is_help=True)
+@user_errors
+def lcm_command(
+    data: DataArg,
+    vae: Annotated[Path, typer.Option(help="The teacher's VAE folder (diffusers format).")],
+    init: Annotated[Path, typer.Option(help="Teacher U-Net folder (e.g. the built-in weights/unet).")],
+    out: OutOpt,
+    batch_size: Annotated[int, typer.Option(help="Latents per step and process.")] = 256,
+    steps: StepsOpt = 4000,
+    minutes: MinutesOpt = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the LoRA weights.")] = 1e-4,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 100,
+    rank: Annotated[int, typer.Option(help="LoRA rank (alpha = rank).")] = 32,
+    w_min: Annotated[float, typer.Option(help="Lowest teacher guidance scale (diffusers' scale).")] = 5.0,
+    w_max: Annotated[float, typer.Option(help="Highest teacher guidance scale.")] = 9.0,
+    ddim_timesteps: Annotated[int, typer.Option(help="DDIM solver steps over the 1000-step schedule.")] = 50,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 100,
+    seed: int = 0,
+    resume: ResumeOpt = False,
+    cpu: CpuOpt = False,
+) -> None:
+    """Distil the teacher U-Net into an LCM-LoRA (4-step sampling); writes OUT/lcm_lora.safetensors."""
+    from keypaint.training.lcm import LcmTrainConfig, train_lcm
+
+    train_lcm(LcmTrainConfig(
+        data=data, vae=vae, init=init, out=out, batch_size=batch_size, max_steps=steps, max_minutes=minutes,
+        lr=lr, warmup_steps=warmup, rank=rank, w_min=w_min, w_max=w_max, num_ddim_timesteps=ddim_timesteps,
+        checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, resume=resume, cpu=cpu,
     ))
 
 
