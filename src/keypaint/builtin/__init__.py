@@ -10,20 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from diffusers import (
-    AutoencoderKL,
-    DPMSolverMultistepScheduler,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
-
-from keypaint.builtin.text_encoder import load_text_encoder
 from keypaint.errors import ModelError
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 from keypaint.prompts.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "keypaint-emoji"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -50,9 +45,20 @@ def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:
     return h.hexdigest()
 
 
-def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  weights: Path | None = None) -> LoadedModel:
-    """The built-in model as a `StableDiffusionPipeline` (BERT text encoder) on `device` in `dtype`."""
+    """The built-in model as a `StableDiffusionPipeline` (BERT text encoder) on `device` in `dtype` (fp32)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DPMSolverMultistepScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+
+    from keypaint.builtin.text_encoder import load_text_encoder
+
+    dtype = dtype or torch.float32
     folder = weights or WEIGHTS_DIR
     if not weights_present(folder):
         raise ModelError(f"the built-in model's weights are missing from {folder}; "

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
-from transformers import BertModel, BertTokenizerFast
+from typing import TYPE_CHECKING
 
 from keypaint.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BertModel, BertTokenizerFast
 
 MAX_TOKENS = 32  # tokenizer window: CLS + up to 30 word pieces + SEP; keyword captions are short
 CONTEXT_DIM = 384  # width of MiniLM's token states = the U-Net's cross_attention_dim
@@ -40,15 +42,21 @@ def text_encoder_dir() -> Path:
 
 def load_tokenizer() -> BertTokenizerFast:
     """MiniLM's lower-casing WordPiece tokenizer with a 32-token window."""
+    from transformers import BertTokenizerFast
+
     tokenizer = BertTokenizerFast.from_pretrained(str(text_encoder_dir()))
     tokenizer.model_max_length = MAX_TOKENS
     return tokenizer
 
 
 def load_text_encoder(
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[BertTokenizerFast, BertModel]:
-    """(tokenizer, BertModel) in eval mode with gradients off: the encoder is frozen, never trained."""
+    """(tokenizer, BertModel) in eval mode with gradients off (fp32 unless told): frozen, never trained."""
+    import torch
+    from transformers import BertModel
+
+    dtype = dtype or torch.float32
     tokenizer = load_tokenizer()
     model = BertModel.from_pretrained(str(text_encoder_dir()), dtype=dtype, add_pooling_layer=True)
     model.requires_grad_(False)

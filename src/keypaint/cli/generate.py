@@ -145,13 +145,7 @@ def generate_command(
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
     speed = _speed_options(fast, deep_cache, threads, offload, vae_tiling)
 
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
     from keypaint.core.painter import Painter
-
-    diffusers_logging.disable_progress_bar()  # the CLI's own progress bar is the one to watch
-    transformers_logging.disable_progress_bar()
 
     painter = Painter.load(
         model if model is not None else _from_model(from_image),
@@ -162,6 +156,7 @@ def generate_command(
         home=home,
         limits=limits,
         speed=speed,
+        before_loading=_quiet_loading,
     )
     results = _run_with_progress(painter, params)
     folder = output_dir(out)
@@ -172,13 +167,24 @@ def generate_command(
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
+def _quiet_loading() -> None:
+    """The CLI's own progress bar is the one to watch: no loading bars from diffusers and transformers."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def _speed_options(fast: bool, deep_cache: int, threads: int | None, offload: str, tiling: bool) -> Any:
-    from keypaint.core.speed import Offload, SpeedOptions
+    from keypaint.core.speed.options import Offload, SpeedOptions
 
     if offload not in {o.value for o in Offload}:
         raise InvalidParams("--offload", f"unknown mode {offload!r} (none, model or sequential)")
+    # --fast on a CPU starts from the built-in model's frozen bundle when an earlier --fast run left one
     speed = SpeedOptions(
-        fast=fast, deep_cache=deep_cache, threads=threads, offload=Offload(offload), vae_tiling=tiling
+        fast=fast, deep_cache=deep_cache, threads=threads, offload=Offload(offload), vae_tiling=tiling,
+        frozen=fast,
     )
     speed.validate()  # before the model loads
     return speed

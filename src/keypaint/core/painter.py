@@ -1,37 +1,38 @@
 """`Painter`: loads a model once and turns `GenerationParams` into pictures.
 
 Every front end (CLI, Python API, server, web page) builds params and calls `Painter.generate`. The
-reverse chain itself is run by diffusers' pipelines, fed with keypaint's own prompt embeddings (A1111
-emphasis and chunking) and with noise drawn on the CPU from the seed, so that a seed means the same
-picture on every machine.
+reverse chain itself is run by diffusers' pipelines (`pipeline_run`), fed with keypaint's own prompt
+embeddings (A1111 emphasis and chunking) and with noise drawn on the CPU from the seed, so that a seed
+means the same picture on every machine.
+
+With `SpeedOptions(fast=True, frozen=True)` on a CPU, the built-in model starts from its frozen bundle
+(`keypaint.core.frozen`): the same pictures from ONNX Runtime and numpy, without importing PyTorch or
+diffusers. A request the bundle does not cover (a LoRA, img2img, a new size or sampler) loads the full
+model then, and that run adds what it used to the bundle for the next process.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from diffusers import (
-    AutoPipelineForImage2Image,
-    AutoPipelineForInpainting,
-    DiffusionPipeline,
-)
 from PIL import Image
 
-from keypaint.core.adapters import Adapters
-from keypaint.core.denoised import DenoisedTracker
-from keypaint.core.devices import dtype_name, pick_device, pick_dtype
 from keypaint.core.params import GenerationParams, Limits
-from keypaint.core.samplers import make_scheduler
-from keypaint.core.speed import SpeedOptions, accelerate
+from keypaint.core.speed.options import Offload, SpeedOptions
 from keypaint.errors import Cancelled, InvalidParams
-from keypaint.models.loaded import LoadedModel, ModelKind
-from keypaint.prompts.encode import PromptEmbeddings, encode_prompts
 
 if TYPE_CHECKING:
+    import torch
+
+    from keypaint.core.adapters import Adapters
+    from keypaint.core.frozen.model import FrozenModel
+    from keypaint.core.pipeline_run import PipelineRun
+    from keypaint.core.speed import Accelerated
+    from keypaint.models.loaded import LoadedModel
     from keypaint.provenance.policy import ContentPolicy
     from keypaint.scorer import Scorer
 
@@ -44,7 +45,8 @@ class StepEvent:
     steps: int  # steps this batch runs (img2img runs fewer: strength x steps)
     batch: int  # 0-based batch number
     batches: int
-    latents: torch.Tensor = field(repr=False)  # x_t after this step, on the model's device
+    # x_t after this step: a tensor on the model's device (a numpy array on the frozen path)
+    latents: torch.Tensor = field(repr=False)
     denoised: torch.Tensor | None = field(default=None, repr=False)  # the step's x_0 estimate (fp32)
 
 
@@ -68,27 +70,55 @@ StopCheck = Callable[[], bool]
 
 
 class Painter:
-    """Holds one loaded model on one device and runs generation requests against it."""
+    """Holds one model on one device and runs generation requests against it.
+
+    Give it a loaded `model`, or (`Painter.load` does this) a frozen bundle and a `loader` that makes the
+    full model when a request needs it.
+    """
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: LoadedModel | None = None,
         *,
         limits: Limits = Limits(),
         scorer: Scorer | None = None,
         policy: ContentPolicy | None = None,  # blocked keywords, refused in resolve before any compute
         speed: SpeedOptions | None = None,  # fast path, approximate speed-ups, low memory (core.speed)
         home: Path | None = None,  # where LoRAs and embeddings named without a path are found
+        frozen: FrozenModel | None = None,  # the built-in model's frozen bundle (CPU fast path)
+        loader: Callable[[], LoadedModel] | None = None,  # makes the full model on first need
     ) -> None:
-        self.model = model
+        if model is None and loader is None:
+            raise ValueError("a Painter needs a model or a loader")
         self.limits = limits
         self.policy = policy
-        self.adapters = Adapters(model, home)
-        self.speed = accelerate(model.pipe, speed or SpeedOptions())
-        self._pipes: dict[str, DiffusionPipeline] = {"txt2img": self.speed.pipe}
-        self._base_scheduler_config = dict(model.pipe.scheduler.config)
+        self.home = home
+        self.frozen = frozen
+        self.options = speed or SpeedOptions()
+        self._loader = loader
+        self._model: LoadedModel | None = None
+        self._adapters: Adapters | None = None
+        self._run: PipelineRun | None = None
         self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
-        model.pipe.set_progress_bar_config(disable=True)
+        if model is not None:
+            self._attach(model)
+
+    def _attach(self, model: LoadedModel) -> None:
+        from keypaint.core.adapters import Adapters
+        from keypaint.core.pipeline_run import PipelineRun
+        from keypaint.core.speed import accelerate
+
+        self._adapters = Adapters(model, self.home)
+        self._run = PipelineRun(model, accelerate(model.pipe, self.options))
+        self._model = model
+
+    def _full(self) -> PipelineRun:
+        """The loaded model's pipelines, loading the model now if this Painter started frozen."""
+        if self._run is None:
+            assert self._loader is not None
+            self._attach(self._loader())
+        assert self._run is not None
+        return self._run
 
     @classmethod
     def load(
@@ -102,28 +132,60 @@ class Painter:
         home: Path | None = None,
         limits: Limits = Limits(),
         speed: SpeedOptions | None = None,
+        before_loading: Callable[[], None] | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
-        The content policy of `home` (blocked keywords) is read first and applies to every request.
+        The content policy of `home` (blocked keywords) is read first and applies to every request. With
+        `speed.frozen`, the built-in model on a CPU starts from its frozen bundle if a run left one.
+        `before_loading` runs just before the full model loads (the CLI quiets loading progress bars).
         """
-        from keypaint.models.loader import load_model
         from keypaint.provenance.policy import ContentPolicy
 
         policy = ContentPolicy.load(home)
         if speed is not None:
             speed.validate()  # before the model loads
-        torch_device = pick_device(device)
-        torch_dtype = pick_dtype(torch_device, dtype)
-        loaded = load_model(
-            model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype
-        )
-        return cls(loaded, limits=limits, policy=policy, home=home, speed=speed)
+
+        def full() -> LoadedModel:
+            from keypaint.core.devices import pick_device, pick_dtype
+            from keypaint.models.loader import load_model
+
+            if before_loading is not None:
+                before_loading()
+            torch_device = pick_device(device)
+            torch_dtype = pick_dtype(torch_device, dtype)
+            return load_model(
+                model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype
+            )
+
+        frozen = None
+        if model is None and vae is None and _frozen_fits(device, dtype):
+            frozen = _open_frozen(speed, home)
+        if frozen is not None:
+            return cls(None, limits=limits, policy=policy, home=home, speed=speed, frozen=frozen, loader=full)
+        return cls(full(), limits=limits, policy=policy, home=home, speed=speed)
+
+    @property
+    def model(self) -> LoadedModel:
+        """The loaded model (loaded now if this Painter started from a frozen bundle)."""
+        self._full()
+        assert self._model is not None
+        return self._model
+
+    @property
+    def speed(self) -> Accelerated:
+        return self._full().speed
+
+    @property
+    def adapters(self) -> Adapters:
+        self._full()
+        assert self._adapters is not None
+        return self._adapters
 
     @property
     def base_scheduler_config(self) -> dict[str, Any]:
         """The model's training schedule (betas, prediction type) every sampler is built from."""
-        return dict(self._base_scheduler_config)
+        return dict(self._full().base_scheduler_config)
 
     @property
     def device(self) -> torch.device:
@@ -132,6 +194,11 @@ class Painter:
     @property
     def dtype(self) -> torch.dtype:
         return self.model.pipe.unet.dtype
+
+    @property
+    def loaded(self) -> bool:
+        """False while a frozen Painter has not needed its full model."""
+        return self._model is not None
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` against this model and fill in what they leave open (seed, size)."""
@@ -142,14 +209,26 @@ class Painter:
         if params.init_image is not None and (width is None or height is None):
             iw, ih = params.init_image.size
             width, height = width or iw - iw % 8, height or ih - ih % 8
-        size = self.model.native_size
+        frozen = self.frozen is not None and not self.loaded
+        size = self.frozen.native_size if self.frozen is not None and frozen else self.model.native_size
         resolved = replace(params.with_seed(), width=width or size, height=height or size)
         resolved.validate(self.limits)
+        if self._adapter_free(resolved):
+            return resolved
         plan = self.adapters.check(resolved)  # LoRA and embedding files exist and fit this model
         if plan.loras and self.speed.backend != "eager":
             fast = self.speed.backend
             raise InvalidParams("lora", f"LoRAs run on the plain path, not the {fast} fast path; drop --fast")
         return resolved
+
+    def _adapter_free(self, params: GenerationParams) -> bool:
+        """A frozen Painter's request that names no LoRA or embedding (files in the home folders count)."""
+        if self.frozen is None or self.loaded:
+            return False
+        from keypaint.core.adapters import resolve_files
+
+        plan = resolve_files(params, self.home)
+        return not plan.loras and not plan.embeddings
 
     def generate(
         self,
@@ -162,12 +241,19 @@ class Painter:
         params = self.resolve(params)
         if params.best_of > 1:
             return self._best_of(params, on_step, should_stop)
+        frozen = self._generate_frozen(params, on_step, should_stop)
+        if frozen is not None:
+            return frozen
+        run = self._full()
         seeds = params.seeds()
         # 1. apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
         active = self.adapters.activate(params)
         prompt = self.model.expand(active.prompt) if params.expand_keywords else active.prompt
         if prompt != active.prompt:
             active.extra["Keywords used"] = prompt  # what the text encoder saw
+        from keypaint.core.devices import dtype_name
+        from keypaint.prompts.encode import encode_prompts
+
         embeds = encode_prompts(
             self.model, prompt, active.negative_prompt, device=self.device, dtype=self.dtype,
             embeddings=active.embeddings,
@@ -177,26 +263,75 @@ class Painter:
             if should_stop is not None and should_stop():
                 raise Cancelled("generation cancelled")
             batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
-            images = self._run_batch(params, batch_seeds, embeds, batch, on_step, should_stop)
-            for offset, (seed, image) in enumerate(zip(batch_seeds, images, strict=True)):
-                alone = replace(params, seed=seed, batch_size=1, batch_count=1)
-                results.append(
-                    GeneratedImage(
-                        image=image,
-                        seed=seed,
-                        params=alone,
-                        index=batch * params.batch_size + offset,
-                        model_name=self.model.name,
-                        model_hash=self.model.sha256,
-                        device=str(self.device),
-                        dtype=dtype_name(self.dtype),
-                        extra=dict(active.extra),
-                    )
-                )
+            images = run.run_batch(
+                params, batch_seeds, embeds, _reporter(on_step, batch, params.batch_count), should_stop
+            )
+            results += self._results(params, batch, batch_seeds, images, active.extra,
+                                     str(self.device), dtype_name(self.dtype))
         if self.speed.options.approximate:  # the picture depends on it: record it beside the params
             for result in results:
                 result.extra["DeepCache"] = self.speed.options.deep_cache
+        self._record(params, active.prompt == params.prompt and not active.embeddings)
         return results
+
+    def _generate_frozen(
+        self, params: GenerationParams, on_step: StepCallback | None, should_stop: StopCheck | None
+    ) -> list[GeneratedImage] | None:
+        """The run from the frozen bundle, or None when the bundle does not cover it (or is not there)."""
+        if self.frozen is None or self.loaded:  # resolve() loaded the model for a request with adapters
+            return None
+        prompt = self.frozen.expand(params.prompt) if params.expand_keywords else params.prompt
+        extra: dict[str, Any] = {"Keywords used": prompt} if prompt != params.prompt else {}
+        jobs = {}
+        for size in {params.batch_size, params.total_images - (params.batch_count - 1) * params.batch_size}:
+            job = self.frozen.prepare(params, prompt, size)
+            if job is None:
+                return None
+            jobs[size] = job
+        seeds = params.seeds()
+        results: list[GeneratedImage] = []
+        for batch in range(params.batch_count):
+            if should_stop is not None and should_stop():
+                raise Cancelled("generation cancelled")
+            batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
+            report = _reporter(on_step, batch, params.batch_count)
+
+            def on_latents(k: int, latents: Any, report: Any = report) -> None:
+                if report is not None:
+                    report(k + 1, params.steps, latents, None)
+
+            images = self.frozen.run(jobs[len(batch_seeds)], batch_seeds, on_latents, should_stop)
+            results += self._results(params, batch, batch_seeds, images, extra, "cpu", "fp32")
+        return results
+
+    def _record(self, params: GenerationParams, plain_prompt: bool) -> None:
+        """After a CPU fast-path txt2img run of the built-in model, add what it used to the frozen bundle."""
+        run = self._full()
+        if not (self.options.frozen and run.speed.backend == "onnxruntime" and params.mode == "txt2img"
+                and plain_prompt and not params.loras):
+            return
+        from keypaint.builtin import WEIGHTS_DIR
+        from keypaint.core.frozen.record import record_run
+        from keypaint.core.speed.artefacts import default_cache_dir
+
+        model = run.model
+        if model.source is None or Path(model.source).resolve() != WEIGHTS_DIR.resolve():
+            return
+        cache = self.options.cache_dir or default_cache_dir(self.home)
+        record_run(cache, model, run.speed, params.sampler, params.steps, run.base_scheduler_config)
+
+    def _results(self, params: GenerationParams, batch: int, seeds: list[int], images: list[Image.Image],
+                 extra: dict[str, Any], device: str, dtype: str) -> list[GeneratedImage]:
+        name, sha = ((self.model.name, self.model.sha256) if self.loaded or self.frozen is None
+                     else (self.frozen.name, self.frozen.sha256))
+        return [
+            GeneratedImage(
+                image=image, seed=seed, params=replace(params, seed=seed, batch_size=1, batch_count=1),
+                index=batch * params.batch_size + offset, model_name=name, model_hash=sha,
+                device=device, dtype=dtype, extra=dict(extra),
+            )
+            for offset, (seed, image) in enumerate(zip(seeds, images, strict=True))
+        ]
 
     def _best_of(
         self, params: GenerationParams, on_step: StepCallback | None, should_stop: StopCheck | None
@@ -224,109 +359,49 @@ class Painter:
             kept.append(winner)
         return kept
 
-    def _run_batch(
-        self,
-        params: GenerationParams,
-        seeds: list[int],
-        embeds: PromptEmbeddings,
-        batch: int,
-        on_step: StepCallback | None,
-        should_stop: StopCheck | None,
-    ) -> list[Image.Image]:
-        assert params.width is not None and params.height is not None
-        if params.mode != "txt2img" and params.strength == 0:
-            # Zero strength runs no step of the reverse chain: the picture is the init image through the VAE.
-            return self._vae_roundtrip(params, len(seeds))
-        pipe = self._pipe("inpaint" if self.model.inpainting else params.mode)
-        pipe.scheduler = make_scheduler(params.sampler, self._base_scheduler_config, seeds)
-        # 2. one CPU generator per picture: noise depends on the seed alone, not on the device or batch
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        kwargs: dict[str, Any] = {
-            "num_inference_steps": params.steps,
-            "guidance_scale": params.guidance_scale,
-            "generator": generators,
-            "height": params.height,
-            "width": params.width,
-            "output_type": "pil",
-            **_embed_kwargs(embeds.repeat(len(seeds)), self.model.kind),
-        }
-        if params.mode == "txt2img":
-            # x_T first, then (ancestral samplers) each step's noise, all from the picture's own generator
-            kwargs["latents"] = self._initial_noise(generators, params.height, params.width)
-        if params.mode != "txt2img":
-            assert params.init_image is not None
-            kwargs["image"] = params.init_image.convert("RGB").resize((params.width, params.height))
-            kwargs["strength"] = params.strength
-        if params.mask is not None:
-            kwargs["mask_image"] = params.mask.convert("L").resize((params.width, params.height))
-        elif self.model.inpainting:
-            # A 9-channel inpainting U-Net always wants a mask: repaint everything, as A1111 does.
-            size = (params.width, params.height)
-            kwargs["mask_image"] = Image.new("L", size, 255)
-            kwargs.setdefault("image", Image.new("RGB", size, (127, 127, 127)))
-            kwargs.setdefault("strength", 1.0)
-        total_steps = _steps_run(params)
 
-        tracker = DenoisedTracker(
-            pipe.unet, self._base_scheduler_config, params.guidance_scale, pipe.vae.config.latent_channels
-        )
+def _reporter(on_step: StepCallback | None, batch: int, batches: int) -> Any:
+    """A batch's step report as `StepEvent`s for `on_step` (None when nobody listens)."""
+    if on_step is None:
+        return None
 
-        def step_end(_pipe: DiffusionPipeline, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                latents = tensors["latents"]
-                on_step(StepEvent(i + 1, total_steps, batch, params.batch_count, latents, tracker.estimate()))
-            if should_stop is not None and should_stop():
-                raise Cancelled("generation cancelled")
-            return tensors
+    def report(step: int, steps: int, latents: Any, denoised: Any) -> None:
+        on_step(StepEvent(step, steps, batch, batches, latents, denoised))
 
-        self.speed.before_run()
-        with torch.inference_mode(), tracker:
-            output = pipe(**kwargs, callback_on_step_end=step_end)
-        self.speed.after_run((len(seeds), params.height, params.width))
-        return list(output.images)
-
-    def _initial_noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
-        """x_T ~ N(0, I), drawn on the CPU per picture so every device starts from the same numbers."""
-        pipe = self.model.pipe
-        shape = (
-            pipe.vae.config.latent_channels,
-            height // pipe.vae_scale_factor,
-            width // pipe.vae_scale_factor,
-        )
-        noise = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
-        return noise.to(self.device, self.dtype)
-
-    def _vae_roundtrip(self, params: GenerationParams, count: int) -> list[Image.Image]:
-        assert params.init_image is not None and params.width is not None and params.height is not None
-        pipe = self.model.pipe
-        image = params.init_image.convert("RGB").resize((params.width, params.height))
-        with torch.inference_mode():
-            pixels = pipe.image_processor.preprocess(image).to(self.device, self.dtype)
-            latents = pipe.vae.encode(pixels).latent_dist.mode()
-            decoded = pipe.vae.decode(latents).sample
-        picture = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
-        return [picture.copy() for _ in range(count)]
-
-    def _pipe(self, mode: str) -> DiffusionPipeline:
-        """The pipeline for a mode, sharing the loaded components (built once, no copies)."""
-        if mode not in self._pipes:
-            base = self._pipes["txt2img"]
-            auto = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
-            pipe = auto.from_pipe(base)
-            pipe.set_progress_bar_config(disable=True)
-            self._pipes[mode] = pipe
-        return self._pipes[mode]
+    return report
 
 
-def _steps_run(params: GenerationParams) -> int:
-    if params.mode == "txt2img":
-        return params.steps
-    return min(int(params.steps * params.strength), params.steps)
+def _frozen_fits(device: str | None, dtype: str | None) -> bool:
+    """The frozen bundle paints fp32 on a CPU: asked for, or "auto" on a machine with no GPU device."""
+    if dtype not in (None, "", "auto", "fp32", "float32"):
+        return False
+    if device == "cpu":
+        return True
+    if device not in (None, "", "auto"):
+        return False
+    import platform
+
+    gpu_nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    apple_gpu = platform.system() == "Darwin" and platform.machine() == "arm64"
+    return not apple_gpu and not any(Path(node).exists() for node in gpu_nodes)
 
 
-def _embed_kwargs(embeds: PromptEmbeddings, kind: ModelKind) -> dict[str, torch.Tensor]:
-    kwargs = {"prompt_embeds": embeds.prompt_embeds, "negative_prompt_embeds": embeds.negative_prompt_embeds}
-    if kind.is_xl:
-        kwargs["pooled_prompt_embeds"] = embeds.pooled_prompt_embeds
-        kwargs["negative_pooled_prompt_embeds"] = embeds.negative_pooled_prompt_embeds
-    return kwargs
+def _open_frozen(speed: SpeedOptions | None, home: Path | None) -> FrozenModel | None:
+    """The built-in model's frozen bundle, when `speed` asks for the frozen CPU path and one exists."""
+    if speed is None or not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
+        return None
+    if speed.deep_cache > 1 or speed.offload is not Offload.NONE or speed.vae_tiling:
+        return None
+    from keypaint.builtin import WEIGHTS_DIR, weights_present
+    from keypaint.builtin.text_encoder import text_encoder_dir
+    from keypaint.core.frozen.model import FrozenModel
+    from keypaint.core.speed.artefacts import default_cache_dir
+    from keypaint.errors import ModelError
+
+    if not weights_present() or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    try:
+        encoder = text_encoder_dir()
+    except ModelError:
+        return None
+    return FrozenModel.open(speed.cache_dir or default_cache_dir(home), WEIGHTS_DIR, encoder, speed.threads)

@@ -7,9 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diffusers import DiffusionPipeline
+if TYPE_CHECKING:  # prompts imports this module; diffusers is heavy and only typed here
+    from diffusers import DiffusionPipeline
 
-if TYPE_CHECKING:  # prompts imports this module
     from keypaint.prompts.vocabulary import Vocabulary
 
 

@@ -17,9 +17,10 @@ import pickle
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import save_file
+if TYPE_CHECKING:
+    import torch
 
 from keypaint.errors import ModelError
 
@@ -135,6 +136,8 @@ def load_pickle_weights(path: Path) -> tuple[dict[str, torch.Tensor], int | None
     `torch.load(weights_only=True)` refuses any object that is not a tensor or a plain container, so a
     pickle carrying code raises here before anything in it runs.
     """
+    import torch
+
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
@@ -158,6 +161,9 @@ def load_pickle_weights(path: Path) -> tuple[dict[str, torch.Tensor], int | None
 
 def pickle_to_safetensors(path: Path, dest: Path) -> Path:
     """Rewrite the weights of pickle `path` as safetensors file `dest` (global_step kept in its metadata)."""
+    import torch
+    from safetensors.torch import save_file
+
     tensors, global_step = load_pickle_weights(path)
     seen: set[int] = set()
     out: dict[str, torch.Tensor] = {}

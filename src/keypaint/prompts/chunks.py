@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
-
-from keypaint.prompts.embeddings import Slot, split_triggers, trigger_regex
 from keypaint.prompts.parser import Break, parse_prompt_attention
+from keypaint.prompts.triggers import Slot, split_triggers, trigger_regex
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 # A1111's `comma_padding_backtrack` default: a full chunk breaks after a comma this close to its end.
 COMMA_BACKTRACK = 20
 

@@ -14,13 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import PreTrainedModel
+from keypaint.prompts.triggers import Slot, trigger_regex
+
+if TYPE_CHECKING:  # tensors only pass through here; PyTorch is imported where they are combined
+    import torch
+    from transformers import PreTrainedModel
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,39}")  # what a trigger word may look like
 
-Slot = tuple[str, int] | None  # (trigger in lower case, vector index) for a placeholder token, else None
 
 
 @dataclass(frozen=True)
@@ -40,30 +43,6 @@ class TextualInversion:
     @property
     def key(self) -> str:
         return self.token.lower()
-
-
-def trigger_regex(tokens: Sequence[str]) -> re.Pattern[str] | None:
-    """Matches any trigger as a whole word, ignoring case (both CLIP and MiniLM lower-case prompts)."""
-    if not tokens:
-        return None
-    alternatives = "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True))
-    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)
-
-
-def split_triggers(text: str, pattern: re.Pattern[str] | None) -> list[str | tuple[str]]:
-    """`text` as plain pieces (str) and trigger words (a 1-tuple holding the trigger in lower case)."""
-    if pattern is None:
-        return [text]
-    parts: list[str | tuple[str]] = []
-    start = 0
-    for match in pattern.finditer(text):
-        if match.start() > start:
-            parts.append(text[start : match.start()])
-        parts.append((match.group(0).lower(),))
-        start = match.end()
-    if start < len(text):
-        parts.append(text[start:])
-    return parts
 
 
 def mentioned(text: str, tokens: Sequence[str]) -> set[str]:
@@ -93,6 +72,8 @@ def inserted_vectors(
     if not rows:
         yield
         return
+
+    import torch
 
     def replace(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
         index = (torch.tensor(rows, device=output.device), torch.tensor(cols, device=output.device))

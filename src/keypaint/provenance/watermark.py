@@ -25,16 +25,18 @@ What is keypaint's own, and why (figures in docs/provenance.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import math
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pywt
-from imwatermark.dwtDctSvd import EmbedDwtDctSvd
 from PIL import Image
 
 from keypaint.provenance import watermark_layout as layout
@@ -123,7 +125,7 @@ def _quantise_off_bit_blocks(low: np.ndarray, bits: np.ndarray, step: float) -> 
     agreement = _votes_of_low(low, step) * (2 * bits - 1)
     for i, j in zip(*np.nonzero(agreement < _ON_BIT), strict=True):
         block = low[4 * i : 4 * i + 4, 4 * j : 4 * j + 4]  # a view: encode_frame writes through it
-        EmbedDwtDctSvd([int(bits[i, j])], wmLen=1).encode_frame(block, step)
+        _dwt_dct_svd()([int(bits[i, j])], wmLen=1).encode_frame(block, step)
 
 
 def detect(image: Image.Image, *, search: bool = True) -> WatermarkResult:
@@ -241,3 +243,21 @@ def _z_map(folded: np.ndarray) -> np.ndarray:
     sync = (~layout.ID_IN_LUMA).astype(float)
     energy = np.real(np.fft.ifft2(np.conj(np.fft.fft2(folded**2)) * np.fft.fft2(sync)))
     return numerator / np.sqrt(np.maximum(energy, 1e-9))
+
+
+@functools.cache
+def _dwt_dct_svd() -> type:
+    """invisible-watermark's `EmbedDwtDctSvd` (the embedder Stable Diffusion's reference scripts use).
+
+    The module is loaded from its file: the package's `__init__` also imports its RivaGAN model, and with
+    it PyTorch (over a second of a cold start), which the DWT-DCT-SVD embedder does not use.
+    """
+    spec = importlib.util.find_spec("imwatermark")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("invisible-watermark is not installed", name="imwatermark")
+    path = Path(next(iter(spec.submodule_search_locations))) / "dwtDctSvd.py"
+    module_spec = importlib.util.spec_from_file_location("keypaint_imwatermark_dwtdctsvd", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.EmbedDwtDctSvd

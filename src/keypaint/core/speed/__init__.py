@@ -11,13 +11,14 @@ The plain pipeline is never changed except where said: the GPU path compiles its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from keypaint.core.speed.artefacts import default_cache_dir
 from keypaint.core.speed.options import EXACT_TOLERANCE, Offload, SpeedOptions
 from keypaint.errors import InvalidParams
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["EXACT_TOLERANCE", "Accelerated", "Offload", "SpeedOptions", "accelerate"]
 
@@ -51,6 +52,8 @@ class Accelerated:
 
 def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
     """Apply `options` to `pipe` (a StableDiffusion or StableDiffusionXL pipeline on its device)."""
+    import torch
+
     options.validate()
     if options.threads is not None:
         torch.set_num_threads(options.threads)  # PyTorch's pool is process-wide; this is the caller's choice
@@ -82,6 +85,8 @@ def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
 
 
 def _onnx(pipe: Any, options: SpeedOptions, cache_dir: Any) -> Accelerated:
+    import torch
+
     from keypaint.core.speed.onnx import OnnxUNet, OnnxVae, onnx_runtime_available
 
     if not onnx_runtime_available():

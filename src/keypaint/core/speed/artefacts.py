@@ -10,8 +10,10 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def default_cache_dir(home: Path | None = None) -> Path:
@@ -27,6 +29,8 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     Cheap enough to check before every run (about 10 ms for the built-in U-Net), so weights changed in
     place (a fused LoRA) are noticed; two sums (plain and of squares) make an accidental match unlikely.
     """
+    import torch
+
     h = hashlib.sha256()
     sums: list[torch.Tensor] = []
     with torch.no_grad():

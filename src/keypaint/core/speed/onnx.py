@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from keypaint.core.speed.artefacts import artefact_key, publish, weights_fingerprint
+from keypaint.core.speed.sessions import open_session
 from keypaint.core.speed.standin import StandIn
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class _OnnxGraphs:
         self.sessions: dict[tuple, onnxruntime.InferenceSession] = {}
         self.fingerprint = weights_fingerprint(module)
         self.exported: list[Path] = []  # artefacts this object exported (not found cached)
+        self.folders: dict[tuple, Path] = {}  # shapes -> artefact folder (the frozen bundle names them)
 
     def sync(self) -> None:
         """Drop the sessions if the weights changed since they were exported (e.g. a fused LoRA)."""
@@ -50,6 +52,7 @@ class _OnnxGraphs:
         if current != self.fingerprint:
             self.fingerprint = current
             self.sessions.clear()
+            self.folders.clear()
 
     def session(
         self,
@@ -64,7 +67,8 @@ class _OnnxGraphs:
             if not (folder / "model.onnx").is_file():
                 folder = self._export(folder, export, examples, names)
                 self.exported.append(folder)
-            self.sessions[shapes] = _open(folder / "model.onnx", self.threads)
+            self.folders[shapes] = folder
+            self.sessions[shapes] = open_session(folder / "model.onnx", self.threads)
         return self.sessions[shapes]
 
     def _export(
@@ -91,18 +95,6 @@ class _OnnxGraphs:
                 external_data=False,
             )
         return publish(tmp, folder)
-
-
-def _open(path: Path, threads: int) -> onnxruntime.InferenceSession:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning worker threads starve other processes on a shared machine and then wait on them.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if threads == 1 else "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class _UNetCall(torch.nn.Module):

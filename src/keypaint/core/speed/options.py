@@ -41,6 +41,9 @@ class SpeedOptions:
         "auto"  # fast path: auto = ORT on CPUs, compile on GPUs
     )
     compiler: Literal["inductor", "eager"] = "inductor"  # torch.compile backend; eager only traces (tests)
+    # CPU fast path, built-in model: start from the frozen bundle a fast run left (no PyTorch import), and
+    # add to it after each run. Steps report numpy latents there, so live previews keep this off.
+    frozen: bool = False
 
     def validate(self) -> None:
         """Raise `InvalidParams` for settings that cannot run together; cheap, no model needed."""

@@ -1,0 +1,194 @@
+"""`FrozenModel`: the built-in model painted from its frozen bundle with ONNX Runtime and numpy alone.
+
+Same steps, same numbers as the diffusers pipeline on the CPU fast path: keypaint's chunked prompt
+encoding (A1111 emphasis), x_T from the seed as PyTorch draws it (`noise`), classifier-free guidance as
+the pipeline applies it, the sampler as its linear plan (`plan`), the VAE decoder and the pipeline's
+rounding to 8 bits. A process that paints this way never imports PyTorch or diffusers, which is most of
+a cold start on a small CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from keypaint.core.frozen.bundle import Manifest, bundle_dir, model_digest, read_manifest, shape_key
+from keypaint.core.frozen.noise import torch_randn
+from keypaint.core.frozen.plan import SamplerPlan
+from keypaint.core.speed.sessions import open_session
+from keypaint.prompts.chunks import SpecialTokens, empty_chunk, tokenize_chunks
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from keypaint.core.params import GenerationParams
+    from keypaint.prompts.vocabulary import Vocabulary
+
+TEXT_ENCODER = "text-encoder/model.onnx"
+TOKENIZER = "tokenizer.json"
+StepLatents = Callable[[int, np.ndarray], None]  # (0-based U-Net call, latents after it)
+
+
+class BundleTokenizer:
+    """The `tokenizers` file the full path saved, with the slice of the transformers API chunking uses."""
+
+    def __init__(self, path: Path, window: int, pad_token: int) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(path))
+        self.model_max_length = window
+        self.pad_token_id = pad_token
+
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True, **_: Any) -> dict[str, Any]:
+        texts = [text] if isinstance(text, str) else text
+        ids = [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        return {"input_ids": ids[0] if isinstance(text, str) else ids}
+
+
+@dataclass
+class FrozenJob:
+    """One covered request, ready to run: its plan, conditioning and the graphs of its shapes."""
+
+    plan: SamplerPlan
+    context: np.ndarray  # (batch rows, tokens, dim): negatives then prompts under guidance
+    unet: onnxruntime.InferenceSession
+    vae: onnxruntime.InferenceSession
+    guidance: float | None  # None: one U-Net row per picture (guidance scale <= 1)
+    latent_shape: tuple[int, int, int]
+
+
+class FrozenModel:
+    """A built-in model's frozen bundle, opened; graphs load on first use."""
+
+    def __init__(self, folder: Path, manifest: Manifest, vocabulary: Vocabulary | None,
+                 threads: int | None) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.vocabulary = vocabulary
+        self.threads = threads
+        self._sessions: dict[str, onnxruntime.InferenceSession] = {}
+        self._tokenizer: BundleTokenizer | None = None
+
+    @classmethod
+    def open(cls, cache_dir: Path, weights: Path, text_encoder: Path, threads: int | None
+             ) -> FrozenModel | None:
+        """The bundle of these model files, if a fast-path run wrote one; None otherwise."""
+        folder = bundle_dir(cache_dir, model_digest(weights, text_encoder))
+        manifest = read_manifest(folder)
+        if manifest is None or not (folder / TEXT_ENCODER).is_file() or not (folder / TOKENIZER).is_file():
+            return None
+        from keypaint.prompts.vocabulary import Vocabulary
+
+        return cls(folder, manifest, Vocabulary.beside(weights), threads)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.model
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def native_size(self) -> int:
+        return self.manifest.native_size
+
+    def expand(self, prompt: str) -> str:
+        return self.vocabulary.expand(prompt) if self.vocabulary is not None else prompt
+
+    def prepare(self, params: GenerationParams, prompt: str, batch: int) -> FrozenJob | None:
+        """The job for a batch of `params` (prompt already expanded); None if the bundle does not cover it."""
+        if (params.mode != "txt2img" or params.loras or params.embeddings or params.best_of > 1
+                or "<lora:" in params.prompt.lower()):
+            return None
+        plan = self.manifest.plan(params.sampler.value, params.steps)
+        assert params.width is not None and params.height is not None
+        scale, channels = self.manifest.vae_scale, self.manifest.latent_channels
+        if plan is None or params.width % scale or params.height % scale:
+            return None
+        latent = (channels, params.height // scale, params.width // scale)
+        guided = params.guidance_scale > 1
+        positive, negative = self.encode(prompt, params.negative_prompt)
+        context = np.concatenate([negative] * batch + [positive] * batch if guided else [positive] * batch)
+        rows = 2 * batch if guided else batch
+        unet = self._graph(self.manifest.unet.get(shape_key((rows, *latent), context.shape)))
+        vae = self._graph(self.manifest.vae.get(shape_key((batch, *latent))))
+        if unet is None or vae is None:
+            return None
+        return FrozenJob(plan, context, unet, vae, params.guidance_scale if guided else None, latent)
+
+    def run(self, job: FrozenJob, seeds: list[int], on_latents: StepLatents | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
+        """Paint one batch: picture i starts from seed i's noise."""
+        plan, batch = job.plan, len(seeds)
+        vectors = [np.stack([torch_randn(seed, job.latent_shape) for seed in seeds])]
+        for k, t in enumerate(plan.timesteps):
+            latents = plan.combine(plan.inputs[k], vectors)
+            rows = np.concatenate([latents, latents]) if job.guidance is not None else latents
+            feed = {"sample": rows, "timestep": np.full((len(rows),), t, np.float32), "context": job.context}
+            noise = job.unet.run(None, feed)[0]
+            if job.guidance is not None:
+                uncond, cond = noise[:batch], noise[batch:]
+                noise = uncond + np.float32(job.guidance) * (cond - uncond)
+            vectors.append(noise)
+            if on_latents is not None:
+                on_latents(k, plan.combine(plan.states[k], vectors))
+            if should_stop is not None and should_stop():
+                from keypaint.errors import Cancelled
+
+                raise Cancelled("generation cancelled")
+        latents = plan.combine(plan.states[-1], vectors) / np.float32(self.manifest.scaling_factor)
+        pixels = job.vae.run(None, {"latents": latents.astype(np.float32)})[0]
+        rgb = (np.clip(pixels / 2 + 0.5, 0, 1).transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+        return [Image.fromarray(picture) for picture in rgb]
+
+    def encode(self, prompt: str, negative: str) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt, negative) conditioning, each (1, chunks x window, dim), as `encode_prompts` makes it."""
+        tokenizer = self.tokenizer
+        special = SpecialTokens.of(tokenizer)  # type: ignore[arg-type]
+        chunked = [tokenize_chunks(tokenizer, text)[0] for text in (prompt, negative)]  # type: ignore[arg-type]
+        n = max(len(chunks) for chunks in chunked)
+        encoder = self._graph(TEXT_ENCODER)
+        assert encoder is not None
+        out = []
+        for chunks in chunked:
+            chunks = chunks + [empty_chunk(special)] * (n - len(chunks))
+            ids = np.array([c.ids for c in chunks], dtype=np.int64)
+            mask = np.array([[1] * c.length + [0] * (len(c.ids) - c.length) for c in chunks], dtype=np.int64)
+            hidden = encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            weights = np.array([c.weights for c in chunks], dtype=np.float32)
+            out.append(_emphasise(hidden, weights).reshape(1, -1, hidden.shape[-1]))
+        return out[0], out[1]
+
+    @property
+    def tokenizer(self) -> BundleTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = BundleTokenizer(self.folder / TOKENIZER, self.manifest.window,
+                                              self.manifest.pad_token)
+        return self._tokenizer
+
+    def _graph(self, name: str | None) -> onnxruntime.InferenceSession | None:
+        """The session of a graph the manifest names (relative to the bundle, or absolute)."""
+        if name is None:
+            return None
+        if name not in self._sessions:
+            path = self.folder / name
+            if not path.is_file():
+                return None
+            self._sessions[name] = open_session(path, self.threads)
+        return self._sessions[name]
+
+
+def _emphasise(z: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`keypaint.prompts.encode._emphasise` in numpy: scale by weight, then restore each chunk's mean."""
+    if bool((weights == 1).all()):
+        return z
+    mean = z.mean(axis=(1, 2), keepdims=True)
+    z = z * weights[..., None]
+    new_mean = z.mean(axis=(1, 2), keepdims=True)
+    return z * np.where(new_mean == 0, np.float32(1), mean / np.where(new_mean == 0, 1, new_mean))

@@ -1,0 +1,143 @@
+"""One batch of the reverse chain through diffusers' pipelines: what a `Painter` runs on a loaded model.
+
+The pipelines are fed keypaint's own prompt embeddings (A1111 emphasis and chunking) and noise drawn on
+the CPU from each picture's seed, so that a seed means the same picture on every machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
+from PIL import Image
+
+from keypaint.core.denoised import DenoisedTracker
+from keypaint.core.params import GenerationParams
+from keypaint.core.samplers import make_scheduler
+from keypaint.errors import Cancelled
+from keypaint.models.loaded import LoadedModel, ModelKind
+
+if TYPE_CHECKING:
+    from keypaint.core.speed import Accelerated
+    from keypaint.prompts.encode import PromptEmbeddings
+
+# (1-based step, steps this batch runs, latents after the step, the step's x_0 estimate or None)
+StepReport = Callable[[int, int, torch.Tensor, torch.Tensor | None], None]
+
+
+class PipelineRun:
+    """The model's pipelines (one per mode, sharing components) with the speed options applied."""
+
+    def __init__(self, model: LoadedModel, speed: Accelerated) -> None:
+        self.model = model
+        self.speed = speed
+        self.pipes: dict[str, DiffusionPipeline] = {"txt2img": speed.pipe}
+        self.base_scheduler_config = dict(model.pipe.scheduler.config)
+        model.pipe.set_progress_bar_config(disable=True)
+
+    def run_batch(
+        self,
+        params: GenerationParams,
+        seeds: list[int],
+        embeds: PromptEmbeddings,
+        on_step: StepReport | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> list[Image.Image]:
+        assert params.width is not None and params.height is not None
+        if params.mode != "txt2img" and params.strength == 0:
+            # Zero strength runs no step of the reverse chain: the picture is the init image through the VAE.
+            return self.vae_roundtrip(params, len(seeds))
+        pipe = self.pipe("inpaint" if self.model.inpainting else params.mode)
+        pipe.scheduler = make_scheduler(params.sampler, self.base_scheduler_config, seeds)
+        # one CPU generator per picture: noise depends on the seed alone, not on the device or batch
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        kwargs: dict[str, Any] = {
+            "num_inference_steps": params.steps,
+            "guidance_scale": params.guidance_scale,
+            "generator": generators,
+            "height": params.height,
+            "width": params.width,
+            "output_type": "pil",
+            **_embed_kwargs(embeds.repeat(len(seeds)), self.model.kind),
+        }
+        if params.mode == "txt2img":
+            # x_T first, then (ancestral samplers) each step's noise, all from the picture's own generator
+            kwargs["latents"] = self.initial_noise(generators, params.height, params.width)
+        if params.mode != "txt2img":
+            assert params.init_image is not None
+            kwargs["image"] = params.init_image.convert("RGB").resize((params.width, params.height))
+            kwargs["strength"] = params.strength
+        if params.mask is not None:
+            kwargs["mask_image"] = params.mask.convert("L").resize((params.width, params.height))
+        elif self.model.inpainting:
+            # A 9-channel inpainting U-Net always wants a mask: repaint everything, as A1111 does.
+            size = (params.width, params.height)
+            kwargs["mask_image"] = Image.new("L", size, 255)
+            kwargs.setdefault("image", Image.new("RGB", size, (127, 127, 127)))
+            kwargs.setdefault("strength", 1.0)
+        total_steps = steps_run(params)
+
+        tracker = DenoisedTracker(
+            pipe.unet, self.base_scheduler_config, params.guidance_scale, pipe.vae.config.latent_channels
+        )
+
+        def step_end(_pipe: DiffusionPipeline, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(i + 1, total_steps, tensors["latents"], tracker.estimate())
+            if should_stop is not None and should_stop():
+                raise Cancelled("generation cancelled")
+            return tensors
+
+        self.speed.before_run()
+        with torch.inference_mode(), tracker:
+            output = pipe(**kwargs, callback_on_step_end=step_end)
+        self.speed.after_run((len(seeds), params.height, params.width))
+        return list(output.images)
+
+    def initial_noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        """x_T ~ N(0, I), drawn on the CPU per picture so every device starts from the same numbers."""
+        pipe = self.model.pipe
+        shape = (
+            pipe.vae.config.latent_channels,
+            height // pipe.vae_scale_factor,
+            width // pipe.vae_scale_factor,
+        )
+        noise = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        return noise.to(pipe.unet.device, pipe.unet.dtype)
+
+    def vae_roundtrip(self, params: GenerationParams, count: int) -> list[Image.Image]:
+        assert params.init_image is not None and params.width is not None and params.height is not None
+        pipe = self.model.pipe
+        image = params.init_image.convert("RGB").resize((params.width, params.height))
+        with torch.inference_mode():
+            pixels = pipe.image_processor.preprocess(image).to(pipe.unet.device, pipe.unet.dtype)
+            latents = pipe.vae.encode(pixels).latent_dist.mode()
+            decoded = pipe.vae.decode(latents).sample
+        picture = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+        return [picture.copy() for _ in range(count)]
+
+    def pipe(self, mode: str) -> DiffusionPipeline:
+        """The pipeline for a mode, sharing the loaded components (built once, no copies)."""
+        if mode not in self.pipes:
+            base = self.pipes["txt2img"]
+            auto = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
+            pipe = auto.from_pipe(base)
+            pipe.set_progress_bar_config(disable=True)
+            self.pipes[mode] = pipe
+        return self.pipes[mode]
+
+
+def steps_run(params: GenerationParams) -> int:
+    if params.mode == "txt2img":
+        return params.steps
+    return min(int(params.steps * params.strength), params.steps)
+
+
+def _embed_kwargs(embeds: PromptEmbeddings, kind: ModelKind) -> dict[str, torch.Tensor]:
+    kwargs = {"prompt_embeds": embeds.prompt_embeds, "negative_prompt_embeds": embeds.negative_prompt_embeds}
+    if kind.is_xl:
+        kwargs["pooled_prompt_embeds"] = embeds.pooled_prompt_embeds
+        kwargs["negative_pooled_prompt_embeds"] = embeds.negative_pooled_prompt_embeds
+    return kwargs
