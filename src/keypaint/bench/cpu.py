@@ -4,8 +4,9 @@ In one process, in turn: a plain diffusers `StableDiffusionPipeline` over the sa
 would write with diffusers alone), keypaint's default path, its exact fast path (ONNX Runtime) and the
 opt-in approximate ones (bf16, DeepCache), each with its pixel difference to keypaint's exact picture.
 Then cold start: `keypaint generate` launched as a new process, timed to the saved file and to its exit.
-`--fast` is launched once first, unmeasured: that run exports what later `--fast` processes reuse (the
-ONNX graphs and the frozen bundle, with which a process paints without importing PyTorch).
+The frozen bundle row is a Painter started from what the fast run left (ONNX Runtime and numpy, no
+diffusers pipeline). `--fast` is launched once first, unmeasured: that run exports what later `--fast`
+processes reuse (the ONNX graphs and the frozen bundle, with which a process never imports PyTorch).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from keypaint.core.params import GenerationParams
 from keypaint.core.speed import EXACT_TOLERANCE, SpeedOptions
 
 PROMPT = "red apple"
+FROZEN = "keypaint --fast (frozen bundle)"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,23 @@ def _painter_run(speed: SpeedOptions, tiny: bool, dtype: torch.dtype = torch.flo
     return run, painter
 
 
+def _frozen_run(speed: SpeedOptions) -> Callable[[GenerationParams], np.ndarray] | None:
+    """A Painter started from the frozen bundle (no model loaded); None if there is no bundle."""
+    from keypaint.core.painter import Painter
+
+    painter = Painter.load(device="cpu", speed=speed)
+    if painter.frozen is None:
+        return None
+
+    def run(params: GenerationParams) -> np.ndarray:
+        picture = np.asarray(painter.generate(params)[0].image)
+        if painter.loaded:
+            raise RuntimeError("the frozen bundle did not cover the bench's request")
+        return picture
+
+    return run
+
+
 def run_cpu_bench(config: CpuBenchConfig) -> Report:
     """Time every path at the built-in model's defaults (tiny: 2 steps at 64 px) and cold start."""
     if config.threads is not None:
@@ -116,7 +135,8 @@ def run_cpu_bench(config: CpuBenchConfig) -> Report:
         + (f" --threads {config.threads}" if config.threads else "")
     )
     report = Report(command=command, machine=_machine())
-    fast_speed = SpeedOptions(fast=True, threads=config.threads, cache_dir=config.cache_dir)
+    # frozen: the fast run also writes the built-in model's frozen bundle, timed below on its own
+    fast_speed = SpeedOptions(fast=True, threads=config.threads, cache_dir=config.cache_dir, frozen=True)
 
     paths: dict[str, Callable[[GenerationParams], np.ndarray]] = {"diffusers": plain_diffusers(config.tiny)}
     paths["keypaint"], _ = _painter_run(SpeedOptions(threads=config.threads), config.tiny)
@@ -125,6 +145,9 @@ def run_cpu_bench(config: CpuBenchConfig) -> Report:
     first = paths["keypaint --fast"](params)  # exports (or loads) the ONNX graphs
     warm_up = round(time.perf_counter() - warm, 2)
     exported = bool(fast_painter.speed.pipe.unet.graphs.exported)
+    frozen = _frozen_run(fast_speed) if not config.tiny else None
+    if frozen is not None:
+        paths[FROZEN] = frozen
     if config.approximate:
         paths["keypaint --dtype bf16"], _ = _painter_run(SpeedOptions(), config.tiny, torch.bfloat16)
         paths["keypaint --deep-cache 2"], _ = _painter_run(SpeedOptions(deep_cache=2), config.tiny)
