@@ -13,7 +13,6 @@ model then, and that run adds what it used to the bundle for the next process.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from keypaint.core.params import GenerationParams, Limits
-from keypaint.core.speed.options import Offload, SpeedOptions
+from keypaint.core.speed.options import SpeedOptions
 from keypaint.errors import Cancelled, InvalidParams
 
 if TYPE_CHECKING:
@@ -159,8 +158,10 @@ class Painter:
             )
 
         frozen = None
-        if model is None and vae is None and _frozen_fits(device, dtype):
-            frozen = _open_frozen(speed, home)
+        if model is None and vae is None and speed is not None and speed.frozen:
+            from keypaint.core.frozen.model import open_builtin
+
+            frozen = open_builtin(speed, home, device, dtype)
         if frozen is not None:
             return cls(None, limits=limits, policy=policy, home=home, speed=speed, frozen=frozen, loader=full)
         return cls(full(), limits=limits, policy=policy, home=home, speed=speed)
@@ -369,39 +370,3 @@ def _reporter(on_step: StepCallback | None, batch: int, batches: int) -> Any:
         on_step(StepEvent(step, steps, batch, batches, latents, denoised))
 
     return report
-
-
-def _frozen_fits(device: str | None, dtype: str | None) -> bool:
-    """The frozen bundle paints fp32 on a CPU: asked for, or "auto" on a machine with no GPU device."""
-    if dtype not in (None, "", "auto", "fp32", "float32"):
-        return False
-    if device == "cpu":
-        return True
-    if device not in (None, "", "auto"):
-        return False
-    import platform
-
-    gpu_nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-    apple_gpu = platform.system() == "Darwin" and platform.machine() == "arm64"
-    return not apple_gpu and not any(Path(node).exists() for node in gpu_nodes)
-
-
-def _open_frozen(speed: SpeedOptions | None, home: Path | None) -> FrozenModel | None:
-    """The built-in model's frozen bundle, when `speed` asks for the frozen CPU path and one exists."""
-    if speed is None or not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
-        return None
-    if speed.deep_cache > 1 or speed.offload is not Offload.NONE or speed.vae_tiling:
-        return None
-    from keypaint.builtin import WEIGHTS_DIR, weights_present
-    from keypaint.builtin.text_encoder import text_encoder_dir
-    from keypaint.core.frozen.model import FrozenModel
-    from keypaint.core.speed.artefacts import default_cache_dir
-    from keypaint.errors import ModelError
-
-    if not weights_present() or importlib.util.find_spec("onnxruntime") is None:
-        return None
-    try:
-        encoder = text_encoder_dir()
-    except ModelError:
-        return None
-    return FrozenModel.open(speed.cache_dir or default_cache_dir(home), WEIGHTS_DIR, encoder, speed.threads)

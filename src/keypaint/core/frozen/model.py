@@ -9,6 +9,8 @@ a cold start on a small CPU.
 
 from __future__ import annotations
 
+import importlib.util
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from PIL import Image
 from keypaint.core.frozen.bundle import Manifest, bundle_dir, model_digest, read_manifest, shape_key
 from keypaint.core.frozen.noise import torch_randn
 from keypaint.core.frozen.plan import SamplerPlan
+from keypaint.core.speed.options import Offload
 from keypaint.core.speed.sessions import open_session
 from keypaint.prompts.chunks import SpecialTokens, empty_chunk, tokenize_chunks
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     import onnxruntime
 
     from keypaint.core.params import GenerationParams
+    from keypaint.core.speed.options import SpeedOptions
     from keypaint.prompts.vocabulary import Vocabulary
 
 TEXT_ENCODER = "text-encoder/model.onnx"
@@ -192,3 +196,39 @@ def _emphasise(z: np.ndarray, weights: np.ndarray) -> np.ndarray:
     z = z * weights[..., None]
     new_mean = z.mean(axis=(1, 2), keepdims=True)
     return z * np.where(new_mean == 0, np.float32(1), mean / np.where(new_mean == 0, 1, new_mean))
+
+
+def frozen_fits(device: str | None, dtype: str | None) -> bool:
+    """The frozen bundle paints fp32 on a CPU: asked for, or "auto" on a machine with no GPU device."""
+    if dtype not in (None, "", "auto", "fp32", "float32"):
+        return False
+    if device == "cpu":
+        return True
+    if device not in (None, "", "auto"):
+        return False
+    gpu_nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    apple_gpu = platform.system() == "Darwin" and platform.machine() == "arm64"
+    return not apple_gpu and not any(Path(node).exists() for node in gpu_nodes)
+
+
+def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dtype: str | None
+                 ) -> FrozenModel | None:
+    """The built-in model's frozen bundle, when `speed` asks for the frozen CPU path and one exists."""
+    if not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
+        return None
+    if not frozen_fits(device, dtype):
+        return None
+    if speed.deep_cache > 1 or speed.offload is not Offload.NONE or speed.vae_tiling:
+        return None
+    from keypaint.builtin import WEIGHTS_DIR, weights_present
+    from keypaint.builtin.text_encoder import text_encoder_dir
+    from keypaint.core.speed.artefacts import default_cache_dir
+    from keypaint.errors import ModelError
+
+    if not weights_present() or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    try:
+        encoder = text_encoder_dir()
+    except ModelError:
+        return None
+    return FrozenModel.open(speed.cache_dir or default_cache_dir(home), WEIGHTS_DIR, encoder, speed.threads)
