@@ -7,6 +7,7 @@ The same held-out (label, style) pairs as `keypaint eval` (DATA/heldout, first N
 Painter with one seed per pair, prompt "LABEL, STYLE style" with keyword expansion (keypaint's defaults):
 
 - base: the shipped model at its defaults (DPM++ 2M Karras, 20 steps, CFG 7.5);
+- base-N (--base-steps N): the same without the LoRA at N steps, a control for the few-step speed-up;
 - lcm: the same model with the LoRA at weight 1, diffusers' LCMScheduler, 4 steps, each --guidance scale
   (1 = no CFG pass; the guidance is distilled into the LoRA).
 
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> dict:
         every = max(1, len(vocabulary) // args.names)
         pairs, prompts = [], sorted(vocabulary.related)[::every][: args.names]
     modes: dict[str, dict] = {"base": {}}
+    for steps in args.base_steps:  # controls: the base model (no LoRA) with its own sampler at few steps
+        modes[f"base-{steps}"] = {"steps": steps}
     for g in args.guidance:
         modes[f"lcm-{args.lcm_steps}-cfg{g:g}"] = {
             "steps": args.lcm_steps, "sampler": Sampler.LCM, "guidance_scale": g,
@@ -106,6 +109,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="folder with heldout/ (else speed only)")
     parser.add_argument("--names", type=int, default=200, help="held-out pairs to paint")
     parser.add_argument("--lcm-steps", type=int, default=4)
+    parser.add_argument("--base-steps", type=int, nargs="*", default=[],
+                        help="also the base model at these step counts (its default sampler and CFG)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     parser.add_argument("--grid", type=int, default=12, help="pairs shown in samples.png")
     parser.add_argument("--seed", type=int, default=0)
