@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from keypaint.core.params import GenerationParams
+from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
 from keypaint.outputs.infotext import build_infotext, parse_infotext
@@ -241,7 +241,8 @@ def test_reproduction_metadata_contents() -> None:
                                  created=datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))))
     assert data["params"] == {"prompt": "cat", "negative_prompt": "", "steps": 20, "guidance_scale": 7.0,
                               "sampler": "DPM++ 2M", "seed": 9, "width": 64, "height": 64, "strength": 0.3,
-                              "mode": "img2img", "expand_keywords": True, "batch_index": 0}
+                              "mode": "img2img", "expand_keywords": True, "batch_index": 0, "loras": [],
+                              "embeddings": []}
     assert data["model"] == {"name": None, "sha256": None}
     assert set(data["versions"]) == {"keypaint", "torch", "diffusers", "transformers"}
     assert data["versions"]["torch"] == metadata.version("torch")
@@ -253,6 +254,26 @@ def test_reproduction_metadata_contents() -> None:
                                 model_sha256=None, device="cpu", dtype=torch.float32)
     assert datetime.fromisoformat(now["created"]).utcoffset() == timedelta(0)
     assert now["dtype"] == "float32"
+
+
+def test_loras_and_embeddings_are_recorded_by_name() -> None:
+    loras = (LoraRef("/private/dir/zqstyle.safetensors", 0.8), LoraRef("keypaint-lcm"))
+    embeddings = ("zqword", "/elsewhere/zqother.safetensors")
+    params = GenerationParams(prompt="cat face, zqword", loras=loras, embeddings=embeddings)
+    data = _metadata_for(params, seed=3)
+    assert data["params"]["loras"] == [["zqstyle", 0.8], ["keypaint-lcm", 1.0]]
+    assert data["params"]["embeddings"] == ["zqword", "zqother"]
+    assert "/private" not in json.dumps(data)
+    again = params_from_metadata(json.loads(json.dumps(data)))
+    assert again.loras == (LoraRef("zqstyle", 0.8), LoraRef("keypaint-lcm", 1.0))
+    assert again.embeddings == ("zqword", "zqother")
+    assert params_from_metadata(data, loras=()).loras == ()  # what is given wins
+    for bad in (["zqstyle", "x"], ["zqstyle"], "zqstyle", [1, 0.5], ["zqstyle", True]):
+        broken = {**data, "params": {**data["params"], "loras": [bad]}}
+        with pytest.raises(InvalidParams, match="loras"):
+            params_from_metadata(broken)
+    with pytest.raises(InvalidParams, match="embedding"):
+        params_from_metadata({**data, "params": {**data["params"], "embeddings": [3]}})
 
 
 def test_a1111_png_with_only_parameters(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ Copies RUN/vae, RUN/unet and RUN/scheduler (fp16 safetensors shards + configs, a
 them) into `keypaint/builtin/weights/` and checks the size budget of the issue: U-Net + VAE <= 35 MB,
 each file <= 15 MB. `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
 vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`) beside them.
+`python -m keypaint.builtin.pack lcm LCM_RUN [DEST]` ships the LCM-LoRA `keypaint train lcm` distilled
+from the shipped U-Net as the built-in LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in
+the form `keypaint finetune` writes, so the Painter checks its base like any fine-tuned LoRA.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from keypaint.data.folder import load_folder
 from keypaint.errors import ModelError
 from keypaint.prompts.vocabulary import Vocabulary
 
+LCM_NAME = "keypaint-lcm"
 MAX_TOTAL = 35_000_000  # bytes of U-Net + VAE weights
 MAX_FILE = 15_000_000  # bytes per shard
 
@@ -63,9 +67,44 @@ def pack_vocabulary(train: Path, dest: Path = WEIGHTS_DIR) -> Vocabulary:
     return vocabulary
 
 
+def pack_lcm(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
+    """Copy RUN/lcm_lora.safetensors to DEST/loras/keypaint-lcm.safetensors with keypaint's metadata."""
+    from safetensors.numpy import load_file, save_file
+
+    from keypaint.builtin import NAME, unet_sha256
+    from keypaint.finetune.metadata import BASE_VERSION, FinetuneInfo
+    from keypaint.models.loaded import ModelKind
+    from keypaint.models.safety import read_safetensors_header
+
+    source = run / "lcm_lora.safetensors"
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    base = unet_sha256(dest)
+    if report.get("base_unet_sha256") != base:
+        raise ModelError(f"{source} was distilled from U-Net {str(report.get('base_unet_sha256'))[:10]}, "
+                         f"but {dest} ships {base[:10]}: distill it again from the shipped U-Net")
+    if source.stat().st_size > MAX_FILE:
+        raise ModelError(f"{source} is over {MAX_FILE / 1e6:.0f} MB; distill with a lower --rank")
+    settings = {key: report[key] for key in ("rank", "guidance_range", "num_ddim_timesteps", "inference",
+                                              "batch_per_process", "pictures") if key in report}
+    info = FinetuneInfo(
+        method="lcm", token="", base_model=NAME, base_sha256=base, base_kind=ModelKind.KEYPAINT.value,
+        steps=int(report["steps"]), settings=settings, seconds=round(float(report["minutes"]) * 60, 1),
+        device=str(report.get("device", "")),
+    )
+    metadata = dict(read_safetensors_header(source).metadata)
+    metadata.update(info.to_header())
+    metadata["ss_base_model_version"] = BASE_VERSION[ModelKind.KEYPAINT]
+    target = dest / "loras" / f"{LCM_NAME}.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(load_file(str(source)), str(target), metadata=metadata)
+    return target
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if len(args) in (2, 3) and args[0] == "vocabulary":
+    if len(args) in (2, 3) and args[0] == "lcm":
+        print(f"wrote {pack_lcm(Path(args[1]), Path(args[2]) if len(args) == 3 else WEIGHTS_DIR)}")
+    elif len(args) in (2, 3) and args[0] == "vocabulary":
         dest = Path(args[2]) if len(args) == 3 else WEIGHTS_DIR
         print(f"wrote {len(pack_vocabulary(Path(args[1]), dest))} keywords into {dest / VOCABULARY}")
     elif len(args) in (2, 3):
@@ -74,4 +113,5 @@ if __name__ == "__main__":
         print(f"packed {size / 1e6:.1f} MB of weights into {dest}")
     else:
         sys.exit("usage: python -m keypaint.builtin.pack VAE_RUN UNET_RUN [DEST]\n"
-                 "       python -m keypaint.builtin.pack vocabulary DATA/train [DEST]")
+                 "       python -m keypaint.builtin.pack vocabulary DATA/train [DEST]\n"
+                 "       python -m keypaint.builtin.pack lcm LCM_RUN [DEST]")

@@ -40,6 +40,22 @@ def loras_dir(home: Path | None = None) -> Path:
     return (home or keypaint_home()) / "loras"
 
 
+def builtin_loras_dir() -> Path:
+    """LoRAs shipped with the built-in model (`keypaint-lcm`); a same-named file in <home>/loras wins."""
+    from keypaint.builtin import WEIGHTS_DIR
+
+    return WEIGHTS_DIR / "loras"
+
+
+def find_lora(source: str, home: Path | None, *, allow_paths: bool) -> Path:
+    """A LoRA by name (<home>/loras, then the built-in ones) or, when allowed, by path."""
+    folder = loras_dir(home)
+    shipped = builtin_loras_dir() / f"{source.strip()}{SUFFIX}"
+    if is_name(source.strip()) and not (folder / shipped.name).is_file() and shipped.is_file():
+        return shipped
+    return find_file(source, folder, "LoRA", allow_paths=allow_paths)
+
+
 def embeddings_dir(home: Path | None = None) -> Path:
     return (home or keypaint_home()) / "embeddings"
 
@@ -142,11 +158,10 @@ def resolve_files(params: GenerationParams, home: Path | None = None) -> Plan:
     prompt, tagged = split_lora_tags(params.prompt)
     for ref in tagged:
         check_lora(ref)
-    folder = loras_dir(home)
     refs = [(ref, True) for ref in params.loras] + [(ref, False) for ref in tagged]
     loras: list[tuple[AdapterFile, float]] = []
     for ref, allow_paths in refs:
-        file = read_lora_file(find_file(ref.source, folder, "LoRA", allow_paths=allow_paths))
+        file = read_lora_file(find_lora(ref.source, home, allow_paths=allow_paths))
         if any(other.path.resolve() == file.path.resolve() for other, _ in loras):
             raise InvalidParams("lora", f"{file.path.name} is named twice; give it once with one weight")
         loras.append((file, ref.weight))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from keypaint.core.params import GenerationParams
+from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
 from keypaint.outputs.infotext import make_params, package_version, params_from_infotext
@@ -328,6 +328,9 @@ def reproduction_metadata(
             "mode": params.mode,
             "expand_keywords": params.expand_keywords,
             "batch_index": batch_index,
+            # by name only (a path's file stem): where files sit on this machine is not for the picture
+            "loras": [[_adapter_name(ref.source), ref.weight] for ref in params.loras],
+            "embeddings": [_adapter_name(source) for source in params.embeddings],
         },
         "model": {"name": model_name, "sha256": model_sha256},
         "versions": {name: package_version(name)
@@ -376,8 +379,24 @@ def _params_from_json(data: dict[str, Any], overrides: dict[str, Any]) -> Genera
         "height": _typed(recorded, "height", int | None, default=None),
         "strength": float(_typed(recorded, "strength", int | float, default=0.75)),
         "expand_keywords": recorded.get("expand_keywords", True),  # GenerationParams checks it is a bool
+        "loras": tuple(_lora_ref(item) for item in _typed(recorded, "loras", list, default=[])),
+        "embeddings": tuple(_typed({"embedding": e}, "embedding", str)
+                            for e in _typed(recorded, "embeddings", list, default=[])),
     }
     return make_params(values, overrides)
+
+
+def _adapter_name(source: str) -> str:
+    """A LoRA or embedding as `--from` finds it again: its name in keypaint's folders."""
+    plain = Path(source).name == source and not source.endswith(".safetensors")
+    return source if plain else Path(source).stem
+
+
+def _lora_ref(item: Any) -> LoraRef:
+    if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
+            or isinstance(item[1], bool) or not isinstance(item[1], int | float)):
+        raise InvalidParams("loras", f"recorded value {item!r} is not [name, weight]")
+    return LoraRef(item[0], float(item[1]))
 
 
 _MISSING = object()

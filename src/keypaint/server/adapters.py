@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keypaint.core.adapters import (
+    builtin_loras_dir,
     embeddings_dir,
     list_adapter_files,
     loras_dir,
@@ -20,10 +21,20 @@ from keypaint.errors import ModelError
 from keypaint.models.loaded import LoadedModel
 
 
-def lora_list(home: Path | None) -> list[dict[str, Any]]:
-    """[{name, alias, path, metadata}] as A1111 lists its LoRAs (path: the file name only)."""
+def lora_list(home: Path | None, model: LoadedModel) -> list[dict[str, Any]]:
+    """[{name, alias, path, metadata}] as A1111 lists its LoRAs (path: the file name only).
+
+    When `model` is the built-in one, its own LoRAs (`keypaint-lcm`) follow those of <home>/loras,
+    unless one there has the same name."""
+    from keypaint.builtin import NAME
+
     out = []
-    for path in list_adapter_files(loras_dir(home)):
+    own = list_adapter_files(loras_dir(home))
+    names = {path.stem for path in own}
+    shipped = [] if model.name != NAME else [
+        path for path in list_adapter_files(builtin_loras_dir()) if path.stem not in names
+    ]
+    for path in own + shipped:
         try:
             metadata = read_lora_file(path).header.metadata
         except ModelError:

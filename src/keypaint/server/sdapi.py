@@ -119,7 +119,7 @@ def sdapi_router(state: ServerState) -> APIRouter:
 
     @router.get("/loras")
     def loras() -> list[dict[str, Any]]:
-        return lora_list(state.config.home)  # used as <lora:NAME:WEIGHT> in prompts
+        return lora_list(state.config.home, state.host.current.model)  # as <lora:NAME:WEIGHT> in prompts
 
     @router.get("/embeddings")
     def embeddings() -> dict[str, Any]:
