@@ -6,7 +6,7 @@
 The same held-out (label, style) pairs as `keypaint eval` (DATA/heldout, first N), painted through the
 Painter with one seed per pair, prompt "LABEL, STYLE style" with keyword expansion (keypaint's defaults):
 
-- base: the shipped model at its defaults (DPM++ 2M Karras, 20 steps, CFG 7.5);
+- base: the shipped model at its defaults (DPM++ 2M Karras, 20 steps, CFG 7);
 - base-N (--base-steps N): the same without the LoRA at N steps, a control for the few-step speed-up;
 - lcm: the same model with the LoRA at weight 1, diffusers' LCMScheduler, 4 steps, each --guidance scale
   (1 = no CFG pass; the guidance is distilled into the LoRA).

@@ -76,6 +76,25 @@ def test_what_the_bundle_does_not_cover_loads_the_model(cache: Path, first_run: 
     assert painter.loaded and result.image.size == (64, 64)
 
 
+def test_a_damaged_bundle_falls_back_to_the_full_model(
+    tmp_path: Path, cache: Path, first_run: list[GeneratedImage]
+) -> None:
+    import shutil
+
+    [folder] = cache.glob("frozen-*")
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy, symlinks=True)
+    (copy / folder.name / MANIFEST).write_text("{not json")
+    assert Painter.load(device="cpu", speed=options(copy)).loaded
+    shutil.rmtree(copy / folder.name)
+    shutil.copytree(folder, copy / folder.name)
+    (copy / folder.name / "text-encoder" / "model.onnx").write_bytes(b"damaged")
+    painter = Painter.load(device="cpu", speed=options(copy))
+    assert painter.frozen is not None and not painter.loaded
+    [result] = painter.generate(replace(PARAMS, batch_size=1))
+    assert painter.loaded and result.image.size == (64, 64)
+
+
 def test_without_frozen_or_fast_the_model_loads(cache: Path, first_run: list[GeneratedImage]) -> None:
     assert Painter.load(device="cpu", speed=SpeedOptions(fast=True, cache_dir=cache)).loaded
     with pytest.raises(InvalidParams, match="fp32"):  # the bundle is fp32: bf16 goes to the full path's check

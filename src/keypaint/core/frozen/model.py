@@ -113,7 +113,7 @@ class FrozenModel:
         plan = self.manifest.plan(params.sampler.value, params.steps)
         assert params.width is not None and params.height is not None
         scale, channels = self.manifest.vae_scale, self.manifest.latent_channels
-        if plan is None or params.width % scale or params.height % scale:
+        if plan is None or params.width % scale or params.height % scale or self._graph(TEXT_ENCODER) is None:
             return None
         latent = (channels, params.height // scale, params.width // scale)
         guided = params.guidance_scale > 1
@@ -184,7 +184,10 @@ class FrozenModel:
             path = self.folder / name
             if not path.is_file():
                 return None
-            self._sessions[name] = open_session(path, self.threads)
+            try:
+                self._sessions[name] = open_session(path, self.threads)
+            except Exception:  # ONNX Runtime's own error types: a damaged graph is skipped (full path)
+                return None
         return self._sessions[name]
 
 
