@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from keypaint.core.adapters import Adapters
     from keypaint.core.frozen.model import FrozenModel
+    from keypaint.core.frozen.record import BundleRecorder
     from keypaint.core.pipeline_run import PipelineRun
     from keypaint.core.speed import Accelerated
     from keypaint.models.loaded import LoadedModel
@@ -98,6 +99,7 @@ class Painter:
         self._model: LoadedModel | None = None
         self._adapters: Adapters | None = None
         self._run: PipelineRun | None = None
+        self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
         self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
         if model is not None:
             self._attach(model)
@@ -311,15 +313,17 @@ class Painter:
         if not (self.options.frozen and run.speed.backend == "onnxruntime" and params.mode == "txt2img"
                 and plain_prompt and not params.loras):
             return
-        from keypaint.builtin import WEIGHTS_DIR
-        from keypaint.core.frozen.record import record_run
-        from keypaint.core.speed.artefacts import default_cache_dir
+        if self._recorder is None:
+            from keypaint.builtin import WEIGHTS_DIR
+            from keypaint.core.frozen.record import BundleRecorder
+            from keypaint.core.speed.artefacts import default_cache_dir
 
-        model = run.model
-        if model.source is None or Path(model.source).resolve() != WEIGHTS_DIR.resolve():
-            return
-        cache = self.options.cache_dir or default_cache_dir(self.home)
-        record_run(cache, model, run.speed, params.sampler, params.steps, run.base_scheduler_config)
+            source = run.model.source
+            if source is None or Path(source).resolve() != WEIGHTS_DIR.resolve():
+                return
+            cache = self.options.cache_dir or default_cache_dir(self.home)
+            self._recorder = BundleRecorder(cache, run.model)
+        self._recorder.record(run.speed, params.sampler, params.steps, run.base_scheduler_config)
 
     def _results(self, params: GenerationParams, batch: int, seeds: list[int], images: list[Image.Image],
                  extra: dict[str, Any], device: str, dtype: str) -> list[GeneratedImage]:

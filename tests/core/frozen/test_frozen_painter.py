@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from keypaint.core.frozen.bundle import MANIFEST
+from keypaint.core.frozen.record import BundleRecorder
 from keypaint.core.painter import GeneratedImage, Painter, StepEvent
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
@@ -74,6 +75,21 @@ def test_what_the_bundle_does_not_cover_loads_the_model(cache: Path, first_run: 
     painter = Painter.load(device="cpu", speed=options(cache))
     [result] = painter.generate(replace(PARAMS, sampler=Sampler.EULER_A, batch_size=1))
     assert painter.loaded and result.image.size == (64, 64)
+
+
+def test_the_recorder_writes_only_what_is_new(cache: Path, first_run: list[GeneratedImage]) -> None:
+    painter = Painter.load(device="cpu", speed=SpeedOptions(fast=True, cache_dir=cache))
+    painter.generate(replace(PARAMS, batch_size=1))
+    recorder = BundleRecorder(cache, painter.model)
+    config = painter.base_scheduler_config
+    recorder.record(painter.speed, Sampler.DPMPP_2M_KARRAS, 2, config)  # adds this run's graphs if new
+    assert not recorder.record(painter.speed, Sampler.DPMPP_2M_KARRAS, 2, config)
+    assert recorder.record(painter.speed, Sampler.EULER, 3, config)  # a new plan
+    manifest = recorder.folder / MANIFEST
+    stamp = manifest.stat().st_mtime_ns
+    assert not recorder.record(painter.speed, Sampler.EULER, 3, config)
+    assert manifest.stat().st_mtime_ns == stamp
+    assert f"{Sampler.EULER.value}|3" in json.loads(manifest.read_text())["plans"]
 
 
 def test_a_damaged_bundle_falls_back_to_the_full_model(

@@ -1,6 +1,6 @@
 """Writing the frozen bundle from a fast-path run (this side imports PyTorch and diffusers).
 
-After the Painter runs the built-in model on the CPU fast path, `record_run` adds what the run used to
+After the Painter runs the built-in model on the CPU fast path, `BundleRecorder` adds what the run used to
 the bundle: the text encoder exported once, the tokenizer file, the ONNX graphs of the run's shapes
 (already exported by the fast path, named here), and the sampler's linear plan read off diffusers'
 scheduler (`probe_plan`). A later process can then paint the same request with `FrozenModel`.
@@ -139,35 +139,60 @@ def _save_tokenizer(model: LoadedModel, folder: Path) -> None:
     copy.save(str(folder / TOKENIZER))
 
 
-def record_run(cache_dir: Path, model: LoadedModel, speed: Accelerated, sampler: Sampler, steps: int,
-               base_config: dict[str, Any]) -> Path | None:
-    """Add this run's graphs and plan to the model's bundle; returns its folder (None: nothing to record)."""
-    from keypaint.builtin.text_encoder import text_encoder_dir
+class BundleRecorder:
+    """Adds a Painter's fast-path runs to its model's bundle; a run with nothing new costs a set lookup.
 
-    if model.source is None or speed.backend != "onnxruntime":
-        return None
-    folder = bundle_dir(cache_dir, model_digest(model.source, text_encoder_dir()))
-    pipe = model.pipe
-    manifest = read_manifest(folder) or Manifest(
-        model=model.name, sha256=model.sha256 or "", native_size=model.native_size,
-        latent_channels=int(pipe.vae.config.latent_channels), vae_scale=int(pipe.vae_scale_factor),
-        scaling_factor=float(pipe.vae.config.scaling_factor), window=int(pipe.tokenizer.model_max_length),
-        pad_token=int(pipe.tokenizer.pad_token_id),
-    )
-    before = json.dumps(manifest.to_json(), sort_keys=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    _export_text_encoder(model, folder)
-    _save_tokenizer(model, folder)
-    for part, table in ((speed.pipe.unet, manifest.unet), (speed.pipe.vae, manifest.vae)):
-        for shapes, graph in part.graphs.folders.items():
-            table[shape_key(*shapes)] = os.path.relpath(graph / "model.onnx", folder)
-    key = plan_key(sampler.value, steps)
-    if key not in manifest.plans:
-        plan = probe_plan(sampler, steps, base_config)
-        if plan is not None:
-            manifest.plans[key] = plan.to_json()
-    if json.dumps(manifest.to_json(), sort_keys=True) != before:
+    The bundle's folder (a digest of the model files) is found once; the manifest is read and written
+    only when a run used a sampler, step count or graph this recorder has not written yet.
+    """
+
+    def __init__(self, cache_dir: Path, model: LoadedModel) -> None:
+        from keypaint.builtin.text_encoder import text_encoder_dir
+
+        assert model.source is not None
+        self.model = model
+        self.folder = bundle_dir(cache_dir, model_digest(Path(model.source), text_encoder_dir()))
+        self._written: set[tuple[str, ...]] = set()
+
+    def record(self, speed: Accelerated, sampler: Sampler, steps: int, base_config: dict[str, Any]) -> bool:
+        """Add what this run used; True when the bundle changed."""
+        if speed.backend != "onnxruntime":
+            return False
+        graphs = {(name, shape_key(*shapes), str(folder))
+                  for name, part in (("unet", speed.pipe.unet), ("vae", speed.pipe.vae))
+                  for shapes, folder in part.graphs.folders.items()}
+        wanted = graphs | {("plan", plan_key(sampler.value, steps))}
+        if wanted <= self._written:
+            return False
+        changed = self._write(graphs, sampler, steps, base_config)
+        self._written |= wanted
+        return changed
+
+    def _write(self, graphs: set[tuple[str, ...]], sampler: Sampler, steps: int,
+               base_config: dict[str, Any]) -> bool:
+        model, folder = self.model, self.folder
+        pipe = model.pipe
+        manifest = read_manifest(folder) or Manifest(
+            model=model.name, sha256=model.sha256 or "", native_size=model.native_size,
+            latent_channels=int(pipe.vae.config.latent_channels), vae_scale=int(pipe.vae_scale_factor),
+            scaling_factor=float(pipe.vae.config.scaling_factor), window=int(pipe.tokenizer.model_max_length),
+            pad_token=int(pipe.tokenizer.pad_token_id),
+        )
+        before = json.dumps(manifest.to_json(), sort_keys=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        _export_text_encoder(model, folder)
+        _save_tokenizer(model, folder)
+        for name, key, graph in graphs:
+            table = manifest.unet if name == "unet" else manifest.vae
+            table[key] = os.path.relpath(Path(graph) / "model.onnx", folder)
+        key = plan_key(sampler.value, steps)
+        if key not in manifest.plans:
+            plan = probe_plan(sampler, steps, base_config)
+            if plan is not None:
+                manifest.plans[key] = plan.to_json()
+        if json.dumps(manifest.to_json(), sort_keys=True) == before:
+            return False
         from keypaint.core.frozen.bundle import write_manifest
 
         write_manifest(folder, manifest)
-    return folder
+        return True
