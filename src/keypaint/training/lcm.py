@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
@@ -37,8 +36,6 @@ from tqdm.auto import tqdm
 
 from keypaint.builtin.architecture import TRAIN_SCHEDULE
 from keypaint.builtin.text_encoder import load_text_encoder
-from keypaint.data.captions import augment
-from keypaint.data.folder import Record
 from keypaint.models.loaded import ModelKind
 from keypaint.prompts.encode import encode_plain
 from keypaint.training.checkpoint import Checkpoint, save_checkpoint
@@ -51,7 +48,7 @@ from keypaint.training.common import (
     seeded_generator,
 )
 from keypaint.training.data import load_split
-from keypaint.training.latents import cache_key, encode_latents, read_cache, write_cache
+from keypaint.training.latents import cached_latents, draw_batch
 
 ADAPTER = "keypaint-lcm"
 LORA_FILE = "lcm_lora.safetensors"
@@ -181,20 +178,6 @@ def base_sha256(init: Path) -> str | None:
     return unet_sha256(init.parent)
 
 
-def cached_latents(cfg: LcmTrainConfig, accelerator: Accelerator, records: list[Record], vae: AutoencoderKL,
-                   image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior (mean, std) on the device; the main process encodes when the cache is stale."""
-    path, key = cfg.out / "latents.safetensors", cache_key(records, cfg.vae)
-    if accelerator.is_main_process and read_cache(path, key) is None:
-        mean, std = encode_latents(vae.to(accelerator.device), records, image_size, accelerator.device,
-                                   workers=cfg.workers)
-        write_cache(path, key, mean, std)
-    accelerator.wait_for_everyone()
-    cached = read_cache(path, key)
-    assert cached is not None
-    return cached[0].to(accelerator.device), cached[1].to(accelerator.device)
-
-
 def train_lcm(cfg: LcmTrainConfig, on_step: Callable[[int], None] | None = None) -> dict:
     """Distil (or resume distilling) an LCM-LoRA; returns the report also written to OUT/report.json."""
     cfg.check()
@@ -209,7 +192,8 @@ def train_lcm(cfg: LcmTrainConfig, on_step: Callable[[int], None] | None = None)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     scaling = float(vae.config.scaling_factor)
     records = load_split(cfg.data, None)
-    mean, std = cached_latents(cfg, accelerator, records, vae, teacher.config.sample_size * factor)
+    image_size = teacher.config.sample_size * factor
+    mean, std = cached_latents(cfg.out, cfg.vae, accelerator, records, vae, image_size, cfg.workers)
     del vae
     if mean.shape[1:] != (teacher.config.in_channels, teacher.config.sample_size, teacher.config.sample_size):
         raise TrainingError(f"latents {tuple(mean.shape[1:])} do not fit the teacher U-Net's input")
@@ -268,11 +252,8 @@ def train_lcm(cfg: LcmTrainConfig, on_step: Callable[[int], None] | None = None)
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr_at(step, elapsed)
         # 4. A batch: fresh posterior samples z0 = (mu + sigma e) * scaling, and varied keyword captions.
-        idx = torch.randint(len(mean), (cfg.batch_size,), generator=gen)
-        captions = [augment(records[i], rng, 0.0, style_drop=cfg.style_drop, all_tags=cfg.all_tags)
-                    for i in idx.tolist()]
-        idx = idx.to(device)
-        z0 = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device)) * scaling
+        z0, captions = draw_batch(mean, std, records, scaling, cfg.batch_size, gen, rng,
+                                  caption_drop=0.0, style_drop=cfg.style_drop, all_tags=cfg.all_tags)
         with torch.no_grad(), accelerator.autocast():
             context = encode_plain(tokenizer, text_encoder, captions, ModelKind.KEYPAINT).float()
         n = len(z0)

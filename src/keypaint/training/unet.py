@@ -31,7 +31,6 @@ from keypaint.builtin.architecture import (
     unet_size_from,
 )
 from keypaint.builtin.text_encoder import load_text_encoder
-from keypaint.data.captions import augment
 from keypaint.models.loaded import ModelKind
 from keypaint.prompts.encode import encode_plain
 from keypaint.training.common import (
@@ -46,7 +45,7 @@ from keypaint.training.common import (
     write_checkpoint,
 )
 from keypaint.training.data import load_split
-from keypaint.training.latents import cache_key, encode_latents, read_cache, write_cache
+from keypaint.training.latents import cached_latents, draw_batch
 from keypaint.training.vae import SHARD
 
 
@@ -87,21 +86,6 @@ def snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float | Non
     return clipped / (snr + 1) if prediction == "v_prediction" else clipped / snr
 
 
-def _latents(cfg: UNetTrainConfig, accelerator, records, vae: AutoencoderKL, image_size: int):
-    """Cached posterior (mean, std) on the device; the main process encodes when the cache is stale."""
-    path, key = cfg.out / "latents.safetensors", cache_key(records, cfg.vae)
-    if accelerator.is_main_process and read_cache(path, key) is None:
-        t0 = time.perf_counter()
-        mean, std = encode_latents(vae.to(accelerator.device), records, image_size, accelerator.device,
-                                   workers=cfg.workers)
-        write_cache(path, key, mean, std)
-        accelerator.print(f"encoded {len(records)} latents in {time.perf_counter() - t0:.0f} s", flush=True)
-    accelerator.wait_for_everyone()
-    cached = read_cache(path, key)
-    assert cached is not None
-    return cached[0].to(accelerator.device), cached[1].to(accelerator.device)
-
-
 def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = None) -> dict:
     """Train (or resume) a U-Net run; returns the report also written to OUT/report.json."""
     accelerator = make_accelerator(cfg.out, cpu=cfg.cpu)
@@ -116,7 +100,7 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
     image_size = size.sample_size * factor
     scaling = float(vae.config.scaling_factor)
     records = load_split(cfg.data, None)
-    mean, std = _latents(cfg, accelerator, records, vae, image_size)
+    mean, std = cached_latents(cfg.out, cfg.vae, accelerator, records, vae, image_size, cfg.workers)
     del vae
     if mean.shape[-1] != size.sample_size:
         raise TrainingError(f"latents are {mean.shape[-1]} px but the U-Net expects {size.sample_size}")
@@ -159,18 +143,14 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
     loss_value = float("nan")
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, mininterval=10,
                desc="unet")
+    varied = {"caption_drop": cfg.caption_drop, "style_drop": cfg.style_drop, "all_tags": cfg.all_tags}
     while step < cfg.max_steps:
         elapsed = elapsed0 + time.perf_counter() - start
         if cfg.max_minutes and elapsed >= 60 * cfg.max_minutes:
             break
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr_at(step, elapsed)
-        idx = torch.randint(len(mean), (cfg.batch_size,), generator=gen)
-        captions = [augment(records[i], rng, cfg.caption_drop, style_drop=cfg.style_drop,
-                                    all_tags=cfg.all_tags) for i in idx.tolist()]
-        idx = idx.to(device)
-        # z = (mu + sigma * e) * scaling_factor: a fresh posterior sample, scaled to unit variance (SD).
-        z = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device)) * scaling
+        z, captions = draw_batch(mean, std, records, scaling, cfg.batch_size, gen, rng, **varied)
         noise = torch.randn_like(z)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z),), device=device)
         # Forward chain q(z_t | z_0): z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps (Ho et al. 2020).
