@@ -24,6 +24,7 @@ def test_cpu_bench_fills_every_row_and_the_fast_path_is_exact() -> None:
         "keypaint --fast",
         "keypaint --dtype bf16",
         "keypaint --deep-cache 2",
+        "keypaint --token-merging 0.5",
     ]
     assert all(row["s_per_image"] > 0 and "speedup" in row for row in rows)
     assert rows[0]["max_pixel_diff"] <= report.notes["exact_tolerance_px"]  # diffusers paints the same
@@ -39,10 +40,12 @@ def test_gpu_bench_runs_every_workload_on_a_cpu_at_tiny_size(tmp_path: Path) -> 
     assert not [k for k in report.notes if k.endswith("error")], report.notes
     assert len(report.tables) == 3
     for rows in report.tables.values():
-        plain, fast, cached = rows
+        plain, fast, cached, merged = rows
         assert fast["max_pixel_diff"] <= report.notes["exact_tolerance_px"]
         assert fast["speedup"] > 0 and plain["it_per_s"] > 0
         assert "approximate" in cached["path"] and cached["psnr_db"] != "inf"
+        assert merged["path"] == "diffusers + --token-merging 0.5 (approximate)"
+        assert merged["psnr_db"] != "inf"  # the tiny U-Nets' first attention level is merged too
     assert all(report.notes[f"{w} fast_is_exact"] for w in config.works)
 
 

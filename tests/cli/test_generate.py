@@ -85,6 +85,13 @@ def test_no_expand_is_recorded_and_kept_by_from(home: Path, tmp_path: Path) -> N
     assert read_metadata(saved(output)[0]).data["params"]["expand_keywords"] is True  # type: ignore[index]
 
 
+def test_token_merging_is_written_into_the_picture(home: Path, tmp_path: Path) -> None:
+    code, output = run("generate", "red apple", *TINY, "--token-merging", "0.5", "--out", str(tmp_path))
+    assert code == 0, output
+    meta = read_metadata(saved(output)[0])
+    assert meta.infotext is not None and "Token merging ratio: 0.5" in meta.infotext
+
+
 def test_models_and_samplers_list(home: Path) -> None:
     code, output = run("models")
     assert code == 0 and "tiny" in output and "diffusers" in output
@@ -127,6 +134,8 @@ def images(tmp_path: Path) -> dict[str, Path]:
         (["--model", "{corrupt}"], "broken.safetensors"),
         (["--model", "{missing}"], "missing"),
         (["--out", "{bad}/sub"], "bad.png"),
+        (["--token-merging", "0.9"], "ratio in [0, 0.75]"),
+        (["--token-merging", "0.5", "--fast"], "cannot be combined with fast"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -2,7 +2,8 @@
 
 In one process, in turn: a plain diffusers `StableDiffusionPipeline` over the same weights (what someone
 would write with diffusers alone), keypaint's default path, its exact fast path (ONNX Runtime) and the
-opt-in approximate ones (bf16, DeepCache), each with its pixel difference to keypaint's exact picture.
+opt-in approximate ones (bf16, DeepCache, token merging), each with its pixel difference to keypaint's
+exact picture.
 Then cold start: `keypaint generate` launched as a new process, timed to the saved file and to its exit.
 The frozen bundle row is a Painter started from what the fast run left (ONNX Runtime and numpy, no
 diffusers pipeline). `--fast` is launched once first, unmeasured: that run exports what later `--fast`
@@ -38,7 +39,7 @@ class CpuBenchConfig:
     threads: int | None = None  # torch / ORT threads; None: PyTorch's default
     tiny: bool = False  # tiny random model, 2 steps: checks the code path in seconds (CI)
     cold_runs: int = 2  # `keypaint generate` processes per cold-start variant; 0 skips cold start
-    approximate: bool = True  # also time bf16 and DeepCache
+    approximate: bool = True  # also time bf16, DeepCache and token merging
     cache_dir: Path | None = None  # fast-path artefacts; None: <KEYPAINT_HOME>/cache/speed
 
 
@@ -151,6 +152,7 @@ def run_cpu_bench(config: CpuBenchConfig) -> Report:
     if config.approximate:
         paths["keypaint --dtype bf16"], _ = _painter_run(SpeedOptions(), config.tiny, torch.bfloat16)
         paths["keypaint --deep-cache 2"], _ = _painter_run(SpeedOptions(deep_cache=2), config.tiny)
+        paths["keypaint --token-merging 0.5"], _ = _painter_run(SpeedOptions(token_merging=0.5), config.tiny)
 
     pictures = {name: run(params) for name, run in paths.items()}  # also warms every path up
     rows = {name: Row(name, steps=params.steps) for name in paths}

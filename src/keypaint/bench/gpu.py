@@ -4,7 +4,8 @@ Per workload, in one process: the plain pipeline (fp16, PyTorch SDPA attention, 
 keypaint's exact fast path (`core.speed`: channels_last, fused QKV, torch.compile + CUDA graphs) over
 copies of the same weights, alternating; s/image, it/s (denoising steps per second of the whole call),
 peak GPU memory, first-call (compile) time with the artefact cache cold or warm, and the largest pixel
-difference. Then the opt-in DeepCache with its PSNR, and the low-memory modes with their measured peaks.
+difference. Then the opt-in DeepCache and token merging with their PSNR, and the low-memory modes with
+their measured peaks.
 `--tiny` runs the same code on a CPU with tiny models and a tracing-only compiler (CI).
 """
 
@@ -25,6 +26,11 @@ from keypaint.bench.measure import Report, Row, alternate, machine, pixel_differ
 from keypaint.core.speed import EXACT_TOLERANCE, Offload, SpeedOptions, accelerate
 
 PROMPT = "a photo of an astronaut riding a horse on mars"
+# opt-in approximate speed-ups, each timed on the plain modules with its PSNR against the plain picture
+APPROXIMATE = (
+    ("--deep-cache 3", SpeedOptions(deep_cache=3)),
+    ("--token-merging 0.5", SpeedOptions(token_merging=0.5)),
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class GpuBenchConfig:
     works: tuple[str, ...] = ("sd15",)
     rounds: int = 3
     tiny: bool = False  # CPU, tiny models, 2 steps, compile traced only
-    approximate: bool = True  # DeepCache row
+    approximate: bool = True  # DeepCache and token merging rows
     low_memory: bool = True  # offload / tiling rows
     cache_dir: Path | None = None
     extra_notes: dict[str, Any] = field(default_factory=dict)
@@ -132,7 +138,8 @@ def _bench_work(work: Work, config: GpuBenchConfig, device: torch.device) -> tup
     out, notes, picture_plain = _bench_exact(work, config, device, plain, call)
     gc.collect()  # the fast path's copies are gone: what follows measures the plain modules alone
     if config.approximate:
-        out.append(_deep_cache_row(work, plain, call, picture_plain, config.rounds))
+        for flag, options in APPROXIMATE:
+            out.append(_approximate_row(work, plain, call, picture_plain, config.rounds, flag, options))
     if config.low_memory and device.type == "cuda":
         out += [_low_memory_row(work, plain, call, picture_plain, *mode) for mode in work.low_memory]
     return out, notes
@@ -184,28 +191,29 @@ def _bench_exact(
     return list(rows.values()), notes, picture_plain
 
 
-def _deep_cache_row(
+def _approximate_row(
     work: Work,
     plain: Any,
     call: Callable[[Any], np.ndarray],
     reference: np.ndarray,
     rounds: int,
-    interval: int = 3,
+    flag: str,
+    options: SpeedOptions,
 ) -> Row:
-    """DeepCache on the plain modules: approximate, with its PSNR against the plain picture."""
-    row = Row(f"diffusers + --deep-cache {interval} (approximate)", steps=work.steps)
-    cached = accelerate(plain, SpeedOptions(deep_cache=interval))
+    """An approximate speed-up on the plain modules, with its PSNR against the plain picture."""
+    row = Row(f"diffusers + {flag} (approximate)", steps=work.steps)
+    sped = accelerate(plain, options)
     try:
-        cached.before_run()
-        picture = call(cached.pipe)
+        sped.before_run()
+        picture = call(sped.pipe)
         for _ in range(rounds):
-            cached.before_run()
+            sped.before_run()
             started = time.perf_counter()
-            call(cached.pipe)
+            call(sped.pipe)
             row.seconds.append((time.perf_counter() - started) / work.batch)
         row.extra.update(pixel_difference(picture, reference))
     finally:
-        cached.pipe.unet.remove()
+        sped.remove_approximations()
     return row
 
 

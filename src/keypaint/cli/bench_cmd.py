@@ -24,7 +24,7 @@ def bench_cpu_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
     tiny: Annotated[bool, typer.Option(help="tiny random model, 2 steps: check the code path (CI)")] = False,
     cold_runs: Annotated[int, typer.Option(help="cold-start processes per variant; 0 skips")] = 2,
-    approximate: Annotated[bool, typer.Option(help="also time bf16 and DeepCache")] = True,
+    approximate: Annotated[bool, typer.Option(help="also time bf16, DeepCache and token merging")] = True,
     out: Annotated[Path | None, typer.Option(help=_OUT_HELP)] = None,
 ) -> None:
     """Built-in model at its defaults: diffusers vs keypaint (default, --fast, approximate), cold start."""
@@ -48,14 +48,14 @@ def bench_gpu_command(
     tiny: Annotated[
         bool, typer.Option(help="tiny models on the CPU, 2 steps: check the code path (CI)")
     ] = False,
-    approximate: Annotated[bool, typer.Option(help="also time DeepCache")] = True,
+    approximate: Annotated[bool, typer.Option(help="also time DeepCache and token merging")] = True,
     low_memory: Annotated[bool, typer.Option(help="also measure offload / VAE tiling peaks")] = True,
     cache_dir: Annotated[
         Path | None, typer.Option(help="compile artefacts [default: <home>/cache/speed]")
     ] = None,
     out: Annotated[Path | None, typer.Option(help=_OUT_HELP)] = None,
 ) -> None:
-    """Random SD 1.5 / SDXL weights: plain diffusers vs keypaint's fast path, memory modes, DeepCache."""
+    """Random SD 1.5 / SDXL weights: plain diffusers vs keypaint's fast path, memory modes, approximations."""
     from keypaint.bench.gpu import WORKS, GpuBenchConfig, run_gpu_bench
 
     works = tuple(work or ["sd15"])

@@ -77,6 +77,10 @@ def generate_command(
     deep_cache: Annotated[
         int, typer.Option(help="approximate: recompute deep U-Net blocks every N-th step (recorded)")
     ] = 1,
+    token_merging: Annotated[
+        float,
+        typer.Option(help="approximate: merge this share of full-resolution tokens before self-attention"),
+    ] = 0.0,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
     offload: Annotated[str, typer.Option(help="GPU low memory: none, model or sequential")] = "none",
     vae_tiling: Annotated[bool, typer.Option(help="decode large pictures tile by tile (low memory)")] = False,
@@ -152,7 +156,7 @@ def generate_command(
     ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
-    speed = _speed_options(fast, deep_cache, threads, offload, vae_tiling)
+    speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
 
     from keypaint.core.painter import Painter
 
@@ -201,15 +205,17 @@ def _quiet_loading() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _speed_options(fast: bool, deep_cache: int, threads: int | None, offload: str, tiling: bool) -> Any:
+def _speed_options(
+    fast: bool, deep_cache: int, merging: float, threads: int | None, offload: str, tiling: bool
+) -> Any:
     from keypaint.core.speed.options import Offload, SpeedOptions
 
     if offload not in {o.value for o in Offload}:
         raise InvalidParams("--offload", f"unknown mode {offload!r} (none, model or sequential)")
     # --fast on a CPU starts from the built-in model's frozen bundle when an earlier --fast run left one
     speed = SpeedOptions(
-        fast=fast, deep_cache=deep_cache, threads=threads, offload=Offload(offload), vae_tiling=tiling,
-        frozen=fast,
+        fast=fast, deep_cache=deep_cache, token_merging=merging, threads=threads, offload=Offload(offload),
+        vae_tiling=tiling, frozen=fast,
     )
     speed.validate()  # before the model loads
     return speed

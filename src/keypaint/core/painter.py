@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from keypaint.core.params import GenerationParams, Limits
-from keypaint.core.speed.options import SpeedOptions
+from keypaint.core.speed.options import SpeedOptions, approximations
 from keypaint.errors import Cancelled, InvalidParams
 
 if TYPE_CHECKING:
@@ -271,9 +271,8 @@ class Painter:
             )
             results += self._results(params, batch, batch_seeds, images, active.extra,
                                      str(self.device), dtype_name(self.dtype))
-        if self.speed.options.approximate:  # the picture depends on it: record it beside the params
-            for result in results:
-                result.extra["DeepCache"] = self.speed.options.deep_cache
+        for result in results:  # approximations change the picture: record them beside the params
+            result.extra.update(approximations(self.speed.options))
         self._record(params, active.prompt == params.prompt and not active.embeddings)
         return results
 

@@ -221,7 +221,7 @@ def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dty
         return None
     if not frozen_fits(device, dtype):
         return None
-    if speed.deep_cache > 1 or speed.offload is not Offload.NONE or speed.vae_tiling:
+    if speed.approximate or speed.offload is not Offload.NONE or speed.vae_tiling:
         return None
     from keypaint.builtin import WEIGHTS_DIR, weights_present
     from keypaint.builtin.text_encoder import text_encoder_dir

@@ -2,10 +2,12 @@
 
 - exact (`fast=True`): CPU: U-Net and VAE decoder under ONNX Runtime (`onnx`); GPU: channels_last, fused
   QKV, torch.compile with CUDA graphs (`compiled`). Artefacts are cached under `cache_dir`.
-- approximate, opt-in: DeepCache (`deepcache`); bf16 is the Painter's `dtype`, not a speed option.
+- approximate, opt-in: DeepCache (`deepcache`), token merging (`tome`); bf16 is the Painter's `dtype`,
+  not a speed option.
 - low memory (GPU): diffusers' model or sequential CPU offload, VAE tiling.
 
-The plain pipeline is never changed except where said: the GPU path compiles its U-Net and VAE in place.
+The plain pipeline is never changed except where said: the GPU path compiles its U-Net and VAE in place,
+and token merging sets the U-Net's self-attention processors.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ class Accelerated:
             if isinstance(part, DeepCacheUNet):
                 part.reset()
 
+    def remove_approximations(self) -> None:
+        """Give the plain U-Net back its own blocks (DeepCache) and attention processors (token merging)."""
+        from keypaint.core.speed.deepcache import DeepCacheUNet
+
+        if isinstance(self.pipe.unet, DeepCacheUNet):
+            self.pipe.unet.remove()
+        merging = self.notes.get("token_merging")
+        if merging is not None:
+            merging.remove()
+
     def after_run(self, shape: tuple) -> None:
         """Save newly compiled artefacts once per input shape (GPU path)."""
         cache = self.notes.get("compile_cache")
@@ -60,13 +72,18 @@ def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
     device = pipe.unet.device
     if options.offload is not Offload.NONE or options.vae_tiling:
         _low_memory(pipe, options, device)
+    notes: dict[str, Any] = {}
+    if options.token_merging > 0:
+        from keypaint.core.speed.tome import TokenMerging
+
+        notes["token_merging"] = TokenMerging(pipe.unet, options.token_merging)
     if options.deep_cache > 1:
         from keypaint.core.speed.deepcache import DeepCacheUNet
 
         fast = _with(pipe, unet=DeepCacheUNet(pipe.unet, options.deep_cache))
-        return Accelerated(fast, options, "eager", {"deep_cache": options.deep_cache})
+        return Accelerated(fast, options, "eager", {**notes, "deep_cache": options.deep_cache})
     if not options.fast:
-        return Accelerated(pipe, options, "eager")
+        return Accelerated(pipe, options, "eager", notes)
     cache_dir = options.cache_dir or default_cache_dir()
     backend = options.backend
     if backend == "auto":

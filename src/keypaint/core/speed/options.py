@@ -3,6 +3,7 @@
 Exact means the same picture as the plain diffusers modules up to float rounding: the bench checks the
 largest pixel difference against `EXACT_TOLERANCE`. Approximate speed-ups (DeepCache, bf16) change the
 picture; they are separate options and the bench reports their cost (PSNR against the exact picture).
+Approximate options run on the plain modules, so they do not combine with `fast`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from keypaint.errors import InvalidParams
 # Largest pixel difference (0-255) the exact fast path may show against the plain path. fp32 ONNX Runtime on
 # a CPU stays within 1-2 (kernel rounding); fp16 compiled kernels on a GPU round differently at every step.
 EXACT_TOLERANCE = {"cpu": 2, "cuda": 16}
+MAX_MERGING = 0.75  # token merging: at most three of every four full-resolution tokens (2x2 cells)
 
 
 class Offload(StrEnum):
@@ -33,6 +35,7 @@ class SpeedOptions:
 
     fast: bool = False  # exact fast path: ONNX Runtime on CPUs; compile + CUDA graphs on GPUs
     deep_cache: int = 1  # approximate (DeepCache): recompute the deep U-Net blocks every N-th step; 1 = off
+    token_merging: float = 0.0  # approximate (ToMe): share of full-resolution tokens merged; 0 = off
     threads: int | None = None  # CPU threads for PyTorch and ONNX Runtime (process-wide); None: PyTorch's
     offload: Offload = Offload.NONE  # GPU low-memory mode
     vae_tiling: bool = False  # decode large pictures tile by tile (low memory; seams are blended)
@@ -51,6 +54,15 @@ class SpeedOptions:
             raise InvalidParams("deep_cache", f"must be a whole number, got {self.deep_cache!r}")
         if not 1 <= self.deep_cache <= 10:
             raise InvalidParams("deep_cache", f"must be within [1, 10], got {self.deep_cache}")
+        merging = self.token_merging
+        if (
+            isinstance(merging, bool)
+            or not isinstance(merging, int | float)
+            or not 0 <= merging <= MAX_MERGING
+        ):
+            raise InvalidParams("token_merging", f"must be a ratio in [0, {MAX_MERGING}], got {merging!r}")
+        if self.fast and merging > 0:
+            raise InvalidParams("token_merging", "runs on the plain modules; it cannot be combined with fast")
         if self.threads is not None and not (isinstance(self.threads, int) and 1 <= self.threads <= 256):
             raise InvalidParams("threads", f"must be within [1, 256], got {self.threads!r}")
         if self.backend not in ("auto", "onnxruntime", "compile"):
@@ -63,4 +75,14 @@ class SpeedOptions:
     @property
     def approximate(self) -> bool:
         """True when the picture may differ from the plain path by more than float rounding."""
-        return self.deep_cache > 1
+        return self.deep_cache > 1 or self.token_merging > 0
+
+
+def approximations(options: SpeedOptions) -> dict[str, float | int]:
+    """What the picture depends on besides its params, under A1111's infotext names where it has them."""
+    extra: dict[str, float | int] = {}
+    if options.deep_cache > 1:
+        extra["DeepCache"] = options.deep_cache
+    if options.token_merging > 0:
+        extra["Token merging ratio"] = options.token_merging
+    return extra
