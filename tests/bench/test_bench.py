@@ -46,6 +46,7 @@ def test_gpu_bench_runs_every_workload_on_a_cpu_at_tiny_size(tmp_path: Path) -> 
         assert "approximate" in cached["path"] and cached["psnr_db"] != "inf"
         assert merged["path"] == "diffusers + --token-merging 0.5 (approximate)"
         assert merged["psnr_db"] != "inf"  # the tiny U-Nets' first attention level is merged too
+        assert cached["vs_plain_same_rounds"] > 0 and merged["vs_plain_same_rounds"] > 0
     assert all(report.notes[f"{w} fast_is_exact"] for w in config.works)
 
 
