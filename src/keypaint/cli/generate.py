@@ -79,7 +79,7 @@ def generate_command(
     ] = 1,
     token_merging: Annotated[
         float,
-        typer.Option(help="approximate: merge this share of full-resolution tokens before self-attention"),
+        typer.Option(help="approximate: merge this share of tokens before the first level's self-attention"),
     ] = 0.0,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
     offload: Annotated[str, typer.Option(help="GPU low memory: none, model or sequential")] = "none",

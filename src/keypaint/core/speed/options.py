@@ -18,7 +18,7 @@ from keypaint.errors import InvalidParams
 # Largest pixel difference (0-255) the exact fast path may show against the plain path. fp32 ONNX Runtime on
 # a CPU stays within 1-2 (kernel rounding); fp16 compiled kernels on a GPU round differently at every step.
 EXACT_TOLERANCE = {"cpu": 2, "cuda": 16}
-MAX_MERGING = 0.75  # token merging: at most three of every four full-resolution tokens (2x2 cells)
+MAX_MERGING = 0.75  # token merging: at most three of every four tokens (each 2x2 cell keeps one)
 
 
 class Offload(StrEnum):
@@ -35,7 +35,7 @@ class SpeedOptions:
 
     fast: bool = False  # exact fast path: ONNX Runtime on CPUs; compile + CUDA graphs on GPUs
     deep_cache: int = 1  # approximate (DeepCache): recompute the deep U-Net blocks every N-th step; 1 = off
-    token_merging: float = 0.0  # approximate (ToMe): share of full-resolution tokens merged; 0 = off
+    token_merging: float = 0.0  # approximate (ToMe): share of the top attention level's tokens merged; 0 off
     threads: int | None = None  # CPU threads for PyTorch and ONNX Runtime (process-wide); None: PyTorch's
     offload: Offload = Offload.NONE  # GPU low-memory mode
     vae_tiling: bool = False  # decode large pictures tile by tile (low memory; seams are blended)
