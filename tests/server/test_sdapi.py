@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from dataclasses import replace
 
 import httpx
 from PIL import Image
@@ -193,3 +194,30 @@ def test_progress_preview_and_interrupt_of_a_sync_request(server: Running) -> No
     response = answer["response"]
     assert isinstance(response, httpx.Response) and response.status_code == 200
     assert response.json()["images"] == [] and json.loads(response.json()["info"])["interrupted"] is True
+
+
+def test_speed_options_reach_every_model_the_server_loads(  # type: ignore[no-untyped-def]
+    serve, config, tiny_models_home
+) -> None:
+    from keypaint.core.speed import SpeedOptions
+    from keypaint.server.app import default_factory
+
+    config = replace(config, speed=SpeedOptions(token_merging=0.5))
+    factory = default_factory(config)
+    running = serve(config, painter=factory("tiny-a"), factory=factory)
+    with running.client() as client:
+        assert client.get("/sdapi/v1/options").json()["token_merging_ratio"] == 0.5
+        made = client.post("/sdapi/v1/txt2img", json={"prompt": "x", **FAST})
+        assert made.status_code == 200, made.text
+        assert "Token merging ratio: 0.5" in json.loads(made.json()["info"])["infotexts"][0]
+        switched = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "x", **FAST, "override_settings": {"sd_model_checkpoint": "tiny-b"}})
+        assert "Token merging ratio: 0.5" in json.loads(switched.json()["info"])["infotexts"][0]
+        same = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "x", **FAST, "override_settings": {"token_merging_ratio": 0.5}})
+        assert same.status_code == 200
+        other = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "x", **FAST, "override_settings": {"token_merging_ratio": 0.3}})
+        assert other.status_code == 422
+        assert other.json()["detail"][0]["loc"] == ["body", "override_settings.token_merging_ratio"]
+        assert "--token-merging" in other.json()["detail"][0]["msg"]

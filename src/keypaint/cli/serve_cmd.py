@@ -48,17 +48,31 @@ def serve_command(
     dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16")] = "auto",
     home: Annotated[Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
                     ] = None,
+    fast: Annotated[
+        bool, typer.Option(help="exact fast path, same pictures: ONNX Runtime on CPUs, compiled on GPUs")
+    ] = False,
+    deep_cache: Annotated[
+        int, typer.Option(help="approximate: recompute deep U-Net blocks every N-th step (recorded)")
+    ] = 1,
+    token_merging: Annotated[
+        float,
+        typer.Option(help="approximate: merge this share of tokens before the first level's self-attention"),
+    ] = 0.0,
 ) -> None:
     """Serve the web page at /, A1111's /sdapi/v1 API and keypaint's /api job queue."""
+    from keypaint.core.speed.options import SpeedOptions
     from keypaint.server.config import ServerConfig, parse_auth
 
+    # live previews read each step's latents as tensors, so the server never starts from a frozen bundle
+    speed = SpeedOptions(fast=fast, deep_cache=deep_cache, token_merging=token_merging)
+    speed.validate()  # before the model loads
     try:
         credentials = parse_auth(auth) if auth else None
         config = ServerConfig(
             host=host, port=port, out=out, db=db, model=model, home=home, device=device, dtype=dtype,
-            limits=Limits(max_pixels=max_pixels), max_pixel_steps=max_pixel_steps, max_queue=max_queue,
-            max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials, token=token or None,
-            allowed_origins=tuple(allow_origin or ()),
+            limits=Limits(max_pixels=max_pixels), speed=speed, max_pixel_steps=max_pixel_steps,
+            max_queue=max_queue, max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials,
+            token=token or None, allowed_origins=tuple(allow_origin or ()),
         )
         config.check_bind()
     except ValueError as err:

@@ -30,11 +30,11 @@ SERVED_SUFFIXES = (".png",)
 
 
 def default_factory(config: ServerConfig) -> PainterFactory:
-    """Load models the way the CLI does, with the server's device, dtype, home and limits."""
+    """Load models the way the CLI does, with the server's device, dtype, home, limits and speed options."""
 
     def load(name: str | None) -> Painter:
         return Painter.load(name, device=config.device, dtype=config.dtype, home=config.home,
-                            limits=config.limits)
+                            limits=config.limits, speed=config.speed)
 
     return load
 

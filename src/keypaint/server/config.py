@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keypaint.core.params import Limits
+from keypaint.core.speed.options import SpeedOptions
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -24,6 +25,7 @@ class ServerConfig:
     device: str = "auto"
     dtype: str = "auto"
     limits: Limits = field(default_factory=Limits)  # the same per-request limits as the CLI
+    speed: SpeedOptions = field(default_factory=SpeedOptions)  # how every model loaded here runs (--fast ...)
     max_pixel_steps: int = 1024 * 1024 * 50 * 4  # width x height x steps x pictures of one request
     max_queue: int = 32  # queued (not yet running) jobs; more gets 429
     max_body_bytes: int = 24 * 1024 * 1024  # one request body; more gets 413 before it is read

@@ -168,6 +168,7 @@ def _img2img_job(state: ServerState, body: Img2ImgRequest) -> tuple[JobSpec, byt
 
 async def _run(state: ServerState, request: Request, body: Txt2ImgRequest, spec: JobSpec,
                init: bytes | None, mask: bytes | None) -> JSONResponse:
+    _check_token_merging(state, body)
     job, outcome = state.worker.submit("sdapi", spec, init_image=init, mask=mask)
     assert outcome is not None
     try:
@@ -247,6 +248,17 @@ def _progress(state: ServerState, skip_image: bool) -> dict[str, Any]:
             "current_image": image, "textinfo": f"step {progress.step}/{progress.steps}"}
 
 
+def _check_token_merging(state: ServerState, body: Txt2ImgRequest) -> None:
+    """A1111 sets token merging per request; keypaint per server: a request asking another ratio gets 422."""
+    asked = (body.override_settings or {}).get("token_merging_ratio")
+    served = state.config.speed.token_merging
+    if asked is not None and (not isinstance(asked, int | float) or float(asked) != served):
+        raise FieldError(
+            "override_settings.token_merging_ratio",
+            f"this server merges tokens at {served:g}, set when it starts (keypaint serve --token-merging R)",
+        )
+
+
 def _options(state: ServerState) -> dict[str, Any]:
     current = state.host.default_name
     info = next((m for m in state.host.available() if m.name == current), None)
@@ -261,6 +273,7 @@ def _options(state: ServerState) -> dict[str, Any]:
         "enable_pnginfo": True,
         "live_previews_enable": True,
         "show_progress_every_n_steps": 1,
+        "token_merging_ratio": state.config.speed.token_merging,  # `keypaint serve --token-merging`
     }
 
 
