@@ -8,8 +8,10 @@ import json
 from dataclasses import replace
 
 import httpx
+import numpy as np
 from PIL import Image
 
+from keypaint.core.speed import EXACT_TOLERANCE
 from tests.server.conftest import FAST, Running, png_b64, wait_for
 
 # What the `webuiapi` client (sdwebuiapi) sends for txt2img, trimmed to keypaint-sized numbers; it carries
@@ -221,3 +223,24 @@ def test_speed_options_reach_every_model_the_server_loads(  # type: ignore[no-un
         assert other.status_code == 422
         assert other.json()["detail"][0]["loc"] == ["body", "override_settings.token_merging_ratio"]
         assert "--token-merging" in other.json()["detail"][0]["msg"]
+
+
+def test_fast_server_paints_what_the_plain_one_paints(  # type: ignore[no-untyped-def]
+    serve, config, tiny_models_home, tmp_path
+) -> None:
+    from keypaint.core.speed import SpeedOptions
+    from keypaint.server.app import default_factory
+
+    pictures = []
+    for speed in (SpeedOptions(), SpeedOptions(fast=True, cache_dir=tmp_path / "speed")):
+        fast_config = replace(config, speed=speed, out=tmp_path / f"out-{speed.fast}")
+        factory = default_factory(fast_config)
+        running = serve(fast_config, painter=factory("tiny-a"), factory=factory)
+        with running.client() as client:
+            made = client.post("/sdapi/v1/txt2img", json={"prompt": "red apple", "seed": 3, **FAST})
+            assert made.status_code == 200, made.text
+            pictures.append(Image.open(io.BytesIO(base64.b64decode(made.json()["images"][0]))))
+        running.stop()
+    difference = np.abs(np.asarray(pictures[0], dtype=int) - np.asarray(pictures[1], dtype=int)).max()
+    assert difference <= EXACT_TOLERANCE["cpu"]
+    assert any((tmp_path / "speed").iterdir())  # the ONNX graphs were exported there
