@@ -32,10 +32,23 @@ def test_lcm_paints_in_few_steps_and_from_remakes_it(home: Path, tmp_path: Path)
     assert not np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(without)))
 
 
+def test_lcm_runs_on_the_cpu_fast_path_too(home: Path, tmp_path: Path) -> None:
+    """--lcm --fast: the U-Net with the LCM-LoRA on, exported to ONNX; the picture is the plain path's."""
+    request = ["red apple", "--steps", "2", "--seed", "4", "--lcm", "--device", "cpu"]
+    code, output = run("generate", *request, "--out", str(tmp_path / "plain"))
+    assert code == 0, output
+    code, fast_output = run("generate", *request, "--fast", "--out", str(tmp_path / "fast"))
+    assert code == 0, fast_output
+    [plain], [fast] = saved(output), saved(fast_output)
+    difference = np.abs(np.asarray(Image.open(plain), int) - np.asarray(Image.open(fast), int)).max()
+    assert difference <= 2
+    meta = read_metadata(fast)
+    assert meta.data is not None and meta.data["params"]["loras"] == [["keypaint-lcm", 1.0]]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fast"], "drop --fast"),
         (["--sampler", "Euler"], "drop --sampler"),
         (["--model", "tiny"], "keypaint-emoji"),  # the LoRA's base is named in the error
     ],

@@ -148,11 +148,13 @@ def generate_command(
         overrides["embeddings"] = tuple(embedding)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lcm:
-        _lcm_preset(overrides, fast)
+        _lcm_preset(overrides)
     params = _base_params(from_image, overrides)
     params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
     check_format(format)
-    resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
+    plan = resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
+    if fast and plan.loras:
+        _check_fast_loras(device)
     ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
@@ -180,20 +182,26 @@ def generate_command(
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
-def _lcm_preset(overrides: dict[str, Any], fast: bool) -> None:
+def _lcm_preset(overrides: dict[str, Any]) -> None:
     """--lcm: the LCM sampler, 4 steps and CFG 1 unless given, and the built-in LCM-LoRA at weight 1.
 
     It is what an A1111 user sets by hand (sampler LCM, `<lora:keypaint-lcm:1>`), so the picture records
     it the same way and `--from` re-makes it.
     """
-    if fast:
-        raise InvalidParams("--lcm", "runs the LCM-LoRA on the plain path; drop --fast")
     sampler = overrides.setdefault("sampler", Sampler.LCM)
     if sampler is not Sampler.LCM:
         raise InvalidParams("--lcm", f"runs the LCM sampler, not {sampler.value}; drop --sampler")
     overrides.setdefault("steps", LCM_STEPS)
     overrides.setdefault("guidance_scale", 1.0)
     overrides["loras"] = (*overrides.get("loras", ()), LoraRef(LCM_LORA, 1.0))
+
+
+def _check_fast_loras(device: str | None) -> None:
+    """LoRAs run on the CPU fast path (ONNX graphs of the U-Net with them on), not the compiled GPU one."""
+    from keypaint.core.devices import pick_device
+
+    if pick_device(device).type != "cpu":
+        raise InvalidParams("--lora", "LoRAs run on the CPU fast path only; drop --fast or use --device cpu")
 
 
 def _quiet_loading() -> None:

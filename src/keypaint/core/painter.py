@@ -219,7 +219,7 @@ class Painter:
         if self._adapter_free(resolved):
             return resolved
         plan = self.adapters.check(resolved)  # LoRA and embedding files exist and fit this model
-        if plan.loras and self.speed.backend != "eager":
+        if plan.loras and self.speed.backend not in ("eager", "onnxruntime"):
             fast = self.speed.backend
             raise InvalidParams("lora", f"LoRAs run on the plain path, not the {fast} fast path; drop --fast")
         return resolved

@@ -105,3 +105,22 @@ def test_options_that_cannot_run_are_refused(options: SpeedOptions, field: str) 
 def test_offload_needs_a_gpu() -> None:
     with pytest.raises(InvalidParams, match="GPU"):
         accelerate(tiny_model(ModelKind.SD1).pipe, SpeedOptions(offload=Offload.MODEL))
+
+
+def test_loras_run_on_the_onnx_path_and_each_setting_gets_its_graph(tmp_path: Path) -> None:
+    from tests.core.test_adapters import peft_lora
+
+    peft_lora(tmp_path / "loras" / "style.safetensors")
+    plain = Painter(tiny_model(ModelKind.SD1), home=tmp_path)
+    options = SpeedOptions(fast=True, cache_dir=tmp_path / "speed")
+    fast = Painter(tiny_model(ModelKind.SD1), home=tmp_path, speed=options)
+    graphs = fast.speed.pipe.unet.graphs
+    pictures = {}
+    for prompt in ("cat", "cat <lora:style:1>", "cat <lora:style:0.5>", "cat"):
+        params = GenerationParams(prompt=prompt, seed=1, steps=2)
+        exact = picture(plain, params)
+        pictures[prompt] = picture(fast, params)
+        assert pixel_difference(pictures[prompt], exact)["max_pixel_diff"] <= EXACT_TOLERANCE["cpu"]
+    assert not np.array_equal(pictures["cat <lora:style:1>"], pictures["cat <lora:style:0.5>"])
+    # one export per setting; with the LoRA off again the first graph is the one that runs
+    assert len(graphs.exported) == 3
