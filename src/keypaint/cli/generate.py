@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from keypaint.cli.errors import user_errors
 from keypaint.cli.images import parse_size, read_image
+from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import GenerationParams, Limits, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
@@ -67,20 +68,13 @@ def generate_command(
     dtype: Annotated[
         str, typer.Option(help="auto (fp16 on GPUs, fp32 on CPUs), fp32, fp16 or bf16")
     ] = "auto",
-    fast: Annotated[
-        bool, typer.Option(help="exact fast path, same picture: ONNX Runtime on CPUs, compiled on GPUs")
-    ] = False,
+    fast: Fast = False,
     lcm: Annotated[
         bool,
         typer.Option(help="approximate: 4 LCM steps with the built-in model's LCM-LoRA, CFG 1 (~3x faster)"),
     ] = False,
-    deep_cache: Annotated[
-        int, typer.Option(help="approximate: recompute deep U-Net blocks every N-th step (recorded)")
-    ] = 1,
-    token_merging: Annotated[
-        float,
-        typer.Option(help="approximate: merge this share of tokens before the first level's self-attention"),
-    ] = 0.0,
+    deep_cache: DeepCache = 1,
+    token_merging: TokenMerging = 0.0,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
     offload: Annotated[str, typer.Option(help="GPU low memory: none, model or sequential")] = "none",
     vae_tiling: Annotated[bool, typer.Option(help="decode large pictures tile by tile (low memory)")] = False,

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from keypaint.cli.errors import fail, user_errors
+from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import Limits
 
 console = Console(highlight=False, stderr=True)
@@ -48,16 +49,9 @@ def serve_command(
     dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16")] = "auto",
     home: Annotated[Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
                     ] = None,
-    fast: Annotated[
-        bool, typer.Option(help="exact fast path, same pictures: ONNX Runtime on CPUs, compiled on GPUs")
-    ] = False,
-    deep_cache: Annotated[
-        int, typer.Option(help="approximate: recompute deep U-Net blocks every N-th step (recorded)")
-    ] = 1,
-    token_merging: Annotated[
-        float,
-        typer.Option(help="approximate: merge this share of tokens before the first level's self-attention"),
-    ] = 0.0,
+    fast: Fast = False,
+    deep_cache: DeepCache = 1,
+    token_merging: TokenMerging = 0.0,
 ) -> None:
     """Serve the web page at /, A1111's /sdapi/v1 API and keypaint's /api job queue."""
     from keypaint.core.speed.options import SpeedOptions
