@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,20 @@ class Throughput:
 def seeded_generator(seed: int, process_index: int) -> torch.Generator:
     """Each process draws its own batches: data parallel sampling without a distributed sampler."""
     return torch.Generator().manual_seed(seed * 1000 + process_index)
+
+
+def start_run(
+    name: str, cfg: Any, ckpt: Checkpoint | None, accelerator: Accelerator
+) -> tuple[int, float, torch.Generator, random.Random]:
+    """Where a run starts (step, seconds already trained) and its random streams, and its trackers.
+
+    The streams are seeded by (seed, step, process), so a resumed run draws what the uninterrupted one
+    would have drawn from that step on.
+    """
+    step = ckpt.state["step"] if ckpt else 0
+    elapsed = ckpt.state["elapsed_s"] if ckpt else 0.0
+    gen = seeded_generator(cfg.seed + step, accelerator.process_index)
+    rng = random.Random(cfg.seed * 1000 + accelerator.process_index + 7919 * step)
+    if accelerator.is_main_process:
+        accelerator.init_trackers(name, config={k: str(v) for k, v in asdict(cfg).items()})
+    return step, elapsed, gen, rng

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from keypaint.training.common import (
     TrainingError,
     make_accelerator,
     prepare_run_dir,
-    seeded_generator,
+    start_run,
 )
 from keypaint.training.data import load_split
 from keypaint.training.latents import cached_latents, draw_batch
@@ -223,12 +222,7 @@ def train_lcm(cfg: LcmTrainConfig, on_step: Callable[[int], None] | None = None)
     alphas = lcm.alphas_cumprod.to(device)
     solver = DdimSolver(lcm.alphas_cumprod, cfg.num_ddim_timesteps).to(device)
     schedule = Schedule(cfg.max_steps, cfg.max_minutes, cfg.lr, cfg.warmup_steps)
-    step = ckpt.state["step"] if ckpt else 0
-    elapsed0 = ckpt.state["elapsed_s"] if ckpt else 0.0
-    gen = seeded_generator(cfg.seed + step, accelerator.process_index)
-    rng = random.Random(cfg.seed * 1000 + accelerator.process_index + 7919 * step)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("lcm", config={k: str(v) for k, v in asdict(cfg).items()})
+    step, elapsed0, gen, rng = start_run("lcm", cfg, ckpt, accelerator)
 
     def state(loss: float) -> dict:
         return {"kind": "lcm", "step": step, "elapsed_s": elapsed0 + time.perf_counter() - start,

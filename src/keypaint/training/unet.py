@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,7 +40,7 @@ from keypaint.training.common import (
     make_accelerator,
     make_ema,
     prepare_run_dir,
-    seeded_generator,
+    start_run,
     write_checkpoint,
 )
 from keypaint.training.data import load_split
@@ -127,12 +126,7 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
     noise_scheduler = DDPMScheduler(**{**TRAIN_SCHEDULE, "prediction_type": cfg.prediction})
     alphas = noise_scheduler.alphas_cumprod.to(device)
     schedule = Schedule(cfg.max_steps, cfg.max_minutes, cfg.lr, cfg.warmup_steps)
-    step = ckpt.state["step"] if ckpt else 0
-    elapsed0 = ckpt.state["elapsed_s"] if ckpt else 0.0
-    gen = seeded_generator(cfg.seed + step, accelerator.process_index)
-    rng = random.Random(cfg.seed * 1000 + accelerator.process_index + 7919 * step)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("unet", config={k: str(v) for k, v in asdict(cfg).items()})
+    step, elapsed0, gen, rng = start_run("unet", cfg, ckpt, accelerator)
 
     def state(loss: float) -> dict:
         return {"kind": "unet", "step": step, "elapsed_s": elapsed0 + time.perf_counter() - start,

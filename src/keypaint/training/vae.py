@@ -29,7 +29,7 @@ from keypaint.training.common import (
     make_accelerator,
     make_ema,
     prepare_run_dir,
-    seeded_generator,
+    start_run,
     write_checkpoint,
 )
 from keypaint.training.data import heldout_records, load_pixels, load_split, to_model_range
@@ -135,11 +135,7 @@ def train_vae(cfg: VaeTrainConfig, on_step: Callable[[int], None] | None = None)
     model, optimizer = accelerator.prepare(VaeWithKl(vae), optimizer)
     ema.to(accelerator.device)
     schedule = Schedule(cfg.max_steps, cfg.max_minutes, cfg.lr, cfg.warmup_steps)
-    step = ckpt.state["step"] if ckpt else 0
-    elapsed0 = ckpt.state["elapsed_s"] if ckpt else 0.0
-    gen = seeded_generator(cfg.seed + step, accelerator.process_index)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("vae", config={k: str(v) for k, v in asdict(cfg).items()})
+    step, elapsed0, gen, _ = start_run("vae", cfg, ckpt, accelerator)
 
     def state(loss: float) -> dict:
         return {"kind": "vae", "step": step, "elapsed_s": elapsed0 + time.perf_counter() - start,
