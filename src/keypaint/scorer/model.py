@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from keypaint.errors import ModelError
+from keypaint.models.compact import FILENAME as COMPACT
+from keypaint.models.compact import load_compact
 from keypaint.scorer.text import TEXT_DIM, SentenceEncoder
 
 CONFIG_NAME = "config.json"
@@ -152,6 +154,8 @@ class Scorer:
         """Load `config.json` + `model.safetensors` from `folder` (None: the built-in scorer)."""
         folder = Path(folder) if folder is not None else BUILTIN_DIR
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        if not weights_path.is_file() and (folder / COMPACT).is_file():  # the shipped scorer: int8, expanded
+            weights_path = folder / COMPACT
         if not config_path.is_file() or not weights_path.is_file():
             hint = " (train one with `keypaint train scorer DATA --out DIR`)" if folder == BUILTIN_DIR else ""
             raise ModelError(f"{folder}: not a scorer folder, needs {CONFIG_NAME} and {WEIGHTS_NAME}{hint}")
@@ -164,7 +168,10 @@ class Scorer:
                 f"{config_path}: not a keypaint scorer config (model_type={data.get('model_type')!r})"
             )
         net = ScorerNet(ScorerConfig.from_dict(data))
-        state = {k: v.float() for k, v in load_file(weights_path).items()}
+        if weights_path.name == COMPACT:
+            state = load_compact(weights_path, torch.float32)
+        else:
+            state = {k: v.float() for k, v in load_file(weights_path).items()}
         missing, unexpected = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
