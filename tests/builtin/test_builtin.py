@@ -84,4 +84,4 @@ def test_export_loads_in_plain_diffusers_and_paints_the_same(tmp_path: Path) -> 
         export_model(model, out)
     # keypaint itself reads the folder back with the model's keyword vocabulary
     again = load_model(str(out))
-    assert again.vocabulary == model.vocabulary and again.expand("red apple") == "red apple, fruit"
+    assert again.vocabulary == model.vocabulary and again.expand("red apple").prompt == "red apple, fruit"

@@ -18,19 +18,19 @@ VOCAB = Vocabulary.from_pairs(
 
 
 def test_a_known_keyword_is_followed_by_its_tags() -> None:
-    assert VOCAB.expand("red apple, noto style") == "red apple, apple, fruit, red, noto style"
+    assert VOCAB.expand("red apple, noto style").prompt == "red apple, apple, fruit, red, noto style"
 
 
 def test_case_and_spacing_do_not_matter_and_tags_are_not_repeated() -> None:
-    assert VOCAB.expand("Red  Apple, fruit") == "Red  Apple, apple, red, fruit"
+    assert VOCAB.expand("Red  Apple, fruit").prompt == "Red  Apple, apple, red, fruit"
     expanded = "ghost, boo, creature, red apple, apple, fruit, red, face"
-    assert VOCAB.expand("ghost, red apple, face") == expanded
+    assert VOCAB.expand("ghost, red apple, face").prompt == expanded
 
 
 def test_unknown_keywords_emphasis_and_empty_prompts_pass_unchanged() -> None:
     for prompt in ["cat with hat", "(red apple:1.3), sky", "", "  red apple  apple"]:
-        assert VOCAB.expand(prompt) == prompt
-    assert VOCAB.expand("a  rocket ,ghost") == "a  rocket, ghost, boo, creature, face"
+        assert VOCAB.expand(prompt).prompt == prompt
+    assert VOCAB.expand("a  rocket ,ghost").prompt == "a  rocket, ghost, boo, creature, face"
 
 
 def test_a_tag_equal_to_its_label_is_dropped_and_the_first_label_wins() -> None:
@@ -67,7 +67,7 @@ def test_the_built_in_vocabulary_knows_every_label_the_scorer_ranks() -> None:
     vocab = Vocabulary.load(WEIGHTS_DIR / VOCABULARY)
     labels = (WEIGHTS_DIR.parent.parent / "scorer" / "weights" / "labels.txt").read_text(encoding="utf-8")
     assert all(label in vocab for label in labels.splitlines())
-    assert vocab.expand("red apple") == "red apple, apple, diet, food, fruit, health, red, ripe"
+    assert vocab.expand("red apple").prompt == "red apple, apple, diet, food, fruit, health, red, ripe"
     assert "emojibase-data@" in vocab.source
     data = json.loads((WEIGHTS_DIR / VOCABULARY).read_text(encoding="utf-8"))
     assert data["format"] == "keypaint-vocabulary/1"

@@ -82,7 +82,7 @@ def plain_diffusers(tiny: bool) -> Callable[[GenerationParams], np.ndarray]:
     def run(params: GenerationParams) -> np.ndarray:
         generator = torch.Generator("cpu").manual_seed(params.seed)
         out = pipe(
-            prompt=model.expand(params.prompt) if params.expand_keywords else params.prompt,
+            prompt=model.expand(params.prompt).prompt if params.expand_keywords else params.prompt,
             negative_prompt=params.negative_prompt or None,
             num_inference_steps=params.steps,
             guidance_scale=params.guidance_scale,

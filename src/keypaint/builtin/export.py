@@ -14,6 +14,7 @@ import torch
 
 from keypaint.errors import OutputError
 from keypaint.models.loaded import LoadedModel
+from keypaint.prompts.meaning import FILENAME as MEANING
 from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 
 
@@ -21,7 +22,8 @@ def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
                  dtype: torch.dtype | None = torch.float16) -> Path:
     """Save `model.pipe` to `dest` (written to a temp folder beside it, then renamed into place).
 
-    A model with a keyword vocabulary also gets `keywords.json`, which diffusers ignores.
+    A model with a keyword vocabulary also gets `keywords.json` (and `meaning.safetensors`, the labels'
+    sentence embeddings, where it has them), which diffusers ignores.
     """
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()) and not overwrite:
@@ -35,6 +37,8 @@ def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
         pipe.save_pretrained(str(staged), safe_serialization=True)
         if model.vocabulary is not None:  # keypaint reads it back from the folder (keyword expansion)
             model.vocabulary.save(staged / VOCABULARY)
+            if model.vocabulary.meaning is not None:
+                model.vocabulary.meaning.save(staged / MEANING)
         if dest.exists():
             shutil.rmtree(dest)
         staged.rename(dest)

@@ -3,7 +3,8 @@
 Copies RUN/vae, RUN/unet and RUN/scheduler (fp16 safetensors shards + configs, as the trainers write
 them) into `keypaint/builtin/weights/` and checks the size budget of the issue: U-Net + VAE <= 35 MB,
 each file <= 15 MB. `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
-vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`) beside them.
+vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`) beside them, and
+`python -m keypaint.builtin.pack meaning [DEST]` the labels' sentence embeddings (`keypaint.prompts.meaning`).
 `python -m keypaint.builtin.pack lcm LCM_RUN [DEST]` ships the LCM-LoRA `keypaint train lcm` distilled
 from the shipped U-Net as the built-in LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in
 the form `keypaint finetune` writes, so the Painter checks its base like any fine-tuned LoRA.
@@ -19,6 +20,8 @@ from pathlib import Path
 from keypaint.builtin import VOCABULARY, WEIGHTS_DIR
 from keypaint.data.folder import load_folder
 from keypaint.errors import ModelError
+from keypaint.prompts.meaning import FILENAME as MEANING
+from keypaint.prompts.meaning import MeaningIndex
 from keypaint.prompts.vocabulary import Vocabulary
 
 LCM_NAME = "keypaint-lcm"
@@ -67,6 +70,21 @@ def pack_vocabulary(train: Path, dest: Path = WEIGHTS_DIR) -> Vocabulary:
     return vocabulary
 
 
+def pack_meaning(dest: Path = WEIGHTS_DIR) -> MeaningIndex:
+    """Write `dest/meaning.safetensors`: every label of `dest/keywords.json` embedded by the text encoder."""
+    from keypaint.builtin.text_encoder import load_text_encoder
+    from keypaint.prompts.encode import sentence_embeddings
+
+    vocabulary = Vocabulary.beside(dest)
+    if vocabulary is None:
+        raise ModelError(f"{dest}: no {VOCABULARY}; pack the vocabulary first")
+    tokenizer, encoder = load_text_encoder()
+    labels = sorted(vocabulary.related)
+    index = MeaningIndex.build(labels, labels, lambda texts: sentence_embeddings(tokenizer, encoder, texts))
+    index.save(dest / MEANING)
+    return index
+
+
 def pack_lcm(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
     """Copy RUN/lcm_lora.safetensors to DEST/loras/keypaint-lcm.safetensors with keypaint's metadata."""
     from safetensors.numpy import load_file, save_file
@@ -104,6 +122,9 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) in (2, 3) and args[0] == "lcm":
         print(f"wrote {pack_lcm(Path(args[1]), Path(args[2]) if len(args) == 3 else WEIGHTS_DIR)}")
+    elif len(args) in (1, 2) and args[0] == "meaning":
+        dest = Path(args[1]) if len(args) == 2 else WEIGHTS_DIR
+        print(f"wrote {len(pack_meaning(dest).entries)} label embeddings into {dest / MEANING}")
     elif len(args) in (2, 3) and args[0] == "vocabulary":
         dest = Path(args[2]) if len(args) == 3 else WEIGHTS_DIR
         print(f"wrote {len(pack_vocabulary(Path(args[1]), dest))} keywords into {dest / VOCABULARY}")
@@ -114,4 +135,5 @@ if __name__ == "__main__":
     else:
         sys.exit("usage: python -m keypaint.builtin.pack VAE_RUN UNET_RUN [DEST]\n"
                  "       python -m keypaint.builtin.pack vocabulary DATA/train [DEST]\n"
+                 "       python -m keypaint.builtin.pack meaning [DEST]\n"
                  "       python -m keypaint.builtin.pack lcm LCM_RUN [DEST]")

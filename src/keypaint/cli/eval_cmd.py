@@ -37,6 +37,14 @@ def eval_command(
     expand: Annotated[
         bool, typer.Option("--expand/--no-expand", help="Keyword expansion as `generate` does it.")
     ] = True,
+    synonyms: Annotated[
+        bool, typer.Option("--synonyms", help="Paint the synonym probes (a word that is no label) instead "
+                           "of the held-out pairs; real pictures of their labels come from HELDOUT and "
+                           "--labels-from.")
+    ] = False,
+    probes: Annotated[
+        Path | None, typer.Option(help="Another probe file for --synonyms: word<TAB>label per line.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N held-out pairs.")] = None,
     grid: Annotated[int, typer.Option(help="Pairs shown in samples.png.")] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -46,16 +54,32 @@ def eval_command(
     from keypaint.core.painter import Painter
     from keypaint.data.folder import load_folder
     from keypaint.scorer.data import record_label
-    from keypaint.scorer.evaluate import generate_pairs, heldout_pairs, real_pictures, run_report
+    from keypaint.scorer.evaluate import (
+        SYNONYMS,
+        generate_pairs,
+        heldout_pairs,
+        probe_pairs,
+        read_probes,
+        real_pictures,
+        run_report,
+    )
     from keypaint.scorer.model import Scorer
 
     if limit is not None and limit < 1:
         raise KeypaintError("--limit must be at least 1")
-    # 1. held-out pairs and the label set they are ranked in
-    pairs = heldout_pairs(load_folder(heldout, check_images=False), limit)
-    labels = {pair.label for pair in pairs}
-    for folder in labels_from or []:
-        labels |= {record_label(r) for r in load_folder(folder, check_images=False)}
+    if probes is not None and not synonyms:
+        raise KeypaintError("--probes goes with --synonyms")
+    # 1. held-out pairs (or synonym probes) and the label set they are ranked in
+    records = load_folder(heldout, check_images=False)
+    more = [load_folder(folder, check_images=False) for folder in labels_from or []]
+    if synonyms:
+        words = read_probes(probes or SYNONYMS)
+        pairs = probe_pairs(words, records + [r for rs in more for r in rs])[:limit]
+        if not pairs:
+            raise KeypaintError("no probe label has a real picture in HELDOUT or --labels-from")
+    else:
+        pairs = heldout_pairs(records, limit)
+    labels = {pair.label for pair in pairs} | {record_label(r) for rs in more for r in rs}
     # 2. the model and the scorer (both loaded before the slow part, so a missing one fails at once)
     painter = Painter.load(model, device=device, dtype=dtype)
     judge = Scorer.load(scorer, painter.device)
@@ -70,6 +94,7 @@ def eval_command(
         "steps": steps,
         "seed": seed,
         "expand_keywords": expand,
+        "pairs": "synonym probes" if synonyms else "held-out pairs",
         "seconds_per_picture": seconds,
         "device": str(painter.device),
     }

@@ -142,6 +142,7 @@ class Active:
     negative_prompt: str
     embeddings: list[TextualInversion]
     extra: dict[str, str]
+    names: tuple[str, ...] = ()  # LoRA names and embedding triggers: words keyword expansion leaves alone
 
 
 @dataclass
@@ -212,7 +213,8 @@ class Adapters:
             extra["Lora weights"] = ", ".join(f"{f.path.stem}: {w:g}" for f, w in plan.loras)
         if embeddings:
             extra["TI hashes"] = ", ".join(f"{e.token}: {(e.sha256 or '')[:10]}" for e in embeddings)
-        return Active(plan.prompt, plan.negative_prompt, embeddings, extra)
+        names = tuple(f.path.stem for f, _ in plan.loras) + tuple(e.token for e in embeddings)
+        return Active(plan.prompt, plan.negative_prompt, embeddings, extra, names)
 
     # 1. what a request names, checked against this model without loading tensors
     def _plan(self, params: GenerationParams) -> Plan:

@@ -23,6 +23,7 @@ from PIL import Image
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.speed.options import SpeedOptions, approximations
 from keypaint.errors import Cancelled, InvalidParams
+from keypaint.prompts.vocabulary import expansion_record
 
 if TYPE_CHECKING:
     import torch
@@ -251,9 +252,11 @@ class Painter:
         seeds = params.seeds()
         # 1. apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
         active = self.adapters.activate(params)
-        prompt = self.model.expand(active.prompt) if params.expand_keywords else active.prompt
-        if prompt != active.prompt:
-            active.extra["Keywords used"] = prompt  # what the text encoder saw
+        prompt = active.prompt
+        if params.expand_keywords:
+            expansion = self.model.expand(active.prompt, skip=active.names)
+            prompt = expansion.prompt
+            active.extra.update(expansion_record(active.prompt, expansion))
         from keypaint.core.devices import dtype_name
         from keypaint.prompts.encode import encode_prompts
 
@@ -282,8 +285,10 @@ class Painter:
         """The run from the frozen bundle, or None when the bundle does not cover it (or is not there)."""
         if self.frozen is None or self.loaded:  # resolve() loaded the model for a request with adapters
             return None
-        prompt = self.frozen.expand(params.prompt) if params.expand_keywords else params.prompt
-        extra: dict[str, Any] = {"Keywords used": prompt} if prompt != params.prompt else {}
+        prompt, extra = params.prompt, {}
+        if params.expand_keywords:
+            expansion = self.frozen.expand(params.prompt)
+            prompt, extra = expansion.prompt, expansion_record(params.prompt, expansion)
         jobs = {}
         for size in {params.batch_size, params.total_images - (params.batch_count - 1) * params.batch_size}:
             job = self.frozen.prepare(params, prompt, size)

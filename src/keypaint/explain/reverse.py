@@ -116,7 +116,7 @@ def record_reverse(painter: Painter, params: GenerationParams) -> Recording:
     seed = params.seeds()[0]
 
     # 1. the same prompt embeddings as the Painter; with guidance the batch is [negative, positive]
-    prompt = model.expand(params.prompt) if params.expand_keywords else params.prompt
+    prompt = model.expand(params.prompt).prompt if params.expand_keywords else params.prompt
     embeds = encode_prompts(model, prompt, params.negative_prompt, device=device, dtype=dtype)
     guided = uses_guidance(model, params.guidance_scale)
     context = embeds.prompt_embeds

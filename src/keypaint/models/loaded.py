@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # prompts imports this module; diffusers is heavy and only typed here
+    import numpy as np
     from diffusers import DiffusionPipeline
 
-    from keypaint.prompts.vocabulary import Vocabulary
+    from keypaint.prompts.vocabulary import Expansion, Vocabulary
 
 
 class ModelKind(StrEnum):
@@ -44,9 +46,22 @@ class LoadedModel:
     def short_hash(self) -> str | None:
         return self.sha256[:10] if self.sha256 else None
 
-    def expand(self, prompt: str) -> str:
-        """`prompt` with the tags of each keyword this model knows (unchanged when it knows none)."""
-        return self.vocabulary.expand(prompt) if self.vocabulary is not None else prompt
+    def expand(self, prompt: str, skip: Iterable[str] = ()) -> Expansion:
+        """`prompt` with the tags of each keyword this model knows or finds by meaning (else unchanged).
+
+        Keywords naming a word of `skip` (LoRA names, embedding triggers) are not matched by meaning."""
+        from keypaint.prompts.vocabulary import Expansion
+
+        if self.vocabulary is None:
+            return Expansion(prompt)
+        by_meaning = self.vocabulary.meaning is not None and self.kind is ModelKind.KEYPAINT
+        return self.vocabulary.expand(prompt, self.sentence_embeddings if by_meaning else None, skip)
+
+    def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Mean-pooled, unit-length token states of the model's own text encoder (`prompts.meaning`)."""
+        from keypaint.prompts.encode import sentence_embeddings
+
+        return sentence_embeddings(self.pipe.tokenizer, self.pipe.text_encoder, texts)
 
     @property
     def inpainting(self) -> bool:

@@ -18,12 +18,15 @@ from PIL import Image
 
 from keypaint.data.captions import style_keyword
 from keypaint.data.folder import Record
+from keypaint.errors import KeypaintError
 from keypaint.scorer.data import load_image_array, record_label, record_style
 from keypaint.scorer.metrics import frechet_distance, topk_accuracy
 from keypaint.scorer.model import Scorer
 
 if TYPE_CHECKING:
     from keypaint.core.painter import Painter
+
+SYNONYMS = Path(__file__).resolve().parent / "synonyms.txt"  # the shipped synonym probe set
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,13 @@ class Pair:
     label: str
     style: str
     path: Path
+    typed: str = ""  # a synonym probe: the word typed instead of the label ("cheeseburger" for hamburger)
 
     @property
     def prompt(self) -> str:
         """What a person would type for it: "red apple, noto style" (just the label without a style)."""
+        if self.typed:
+            return self.typed
         return f"{self.label}, {style_keyword(self.style)}" if self.style else self.label
 
 
@@ -47,6 +53,33 @@ def heldout_pairs(records: list[Record], limit: int | None = None) -> list[Pair]
         key = (record_label(record), record_style(record))
         pairs.setdefault(key, Pair(key[0], key[1], record.path))
     return list(pairs.values())[:limit]
+
+
+def read_probes(path: Path = SYNONYMS) -> list[tuple[str, str]]:
+    """(word, label) rows of a synonym probe file: tab-separated, `#` comments."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise KeypaintError(f"{path}: cannot read the probe file ({exc.strerror})") from exc
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        word, sep, label = line.partition("\t")
+        if not sep or not word.strip() or not label.strip():
+            raise KeypaintError(f"{path}:{number}: expected 'word<TAB>label'")
+        rows.append((word.strip(), label.strip()))
+    if not rows:
+        raise KeypaintError(f"{path}: no probes")
+    return rows
+
+
+def probe_pairs(probes: list[tuple[str, str]], records: list[Record]) -> list[Pair]:
+    """A pair per probe whose label has a real picture in `records` (its first), painted from the word."""
+    pictures: dict[str, Path] = {}
+    for record in records:
+        pictures.setdefault(record_label(record), record.path)
+    return [Pair(label, "", pictures[label], typed=word) for word, label in probes if label in pictures]
 
 
 def generate_pairs(

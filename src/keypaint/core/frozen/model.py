@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from keypaint.core.params import GenerationParams
     from keypaint.core.speed.options import SpeedOptions
-    from keypaint.prompts.vocabulary import Vocabulary
+    from keypaint.prompts.vocabulary import Expansion, Vocabulary
 
 TEXT_ENCODER = "text-encoder/model.onnx"
 TOKENIZER = "tokenizer.json"
@@ -52,6 +52,16 @@ class BundleTokenizer:
         texts = [text] if isinstance(text, str) else text
         ids = [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)]
         return {"input_ids": ids[0] if isinstance(text, str) else ids}
+
+    def padded(self, texts: list[str], window: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, attention mask), int64, each text cut to `window` tokens (its last one kept) and padded."""
+        rows = []
+        for e in self._tokenizer.encode_batch(texts, add_special_tokens=True):
+            rows.append(e.ids if len(e.ids) <= window else [*e.ids[: window - 1], e.ids[-1]])
+        width = max(len(r) for r in rows)
+        ids = np.array([r + [self.pad_token_id] * (width - len(r)) for r in rows], dtype=np.int64)
+        mask = np.array([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=np.int64)
+        return ids, mask
 
 
 @dataclass
@@ -102,8 +112,23 @@ class FrozenModel:
     def native_size(self) -> int:
         return self.manifest.native_size
 
-    def expand(self, prompt: str) -> str:
-        return self.vocabulary.expand(prompt) if self.vocabulary is not None else prompt
+    def expand(self, prompt: str) -> Expansion:
+        from keypaint.prompts.vocabulary import Expansion
+
+        if self.vocabulary is None:
+            return Expansion(prompt)
+        by_meaning = self.vocabulary.meaning is not None and self._graph(TEXT_ENCODER) is not None
+        return self.vocabulary.expand(prompt, self.sentence_embeddings if by_meaning else None)
+
+    def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
+        """The full path's `LoadedModel.sentence_embeddings`, from the exported text encoder."""
+        from keypaint.prompts.meaning import mean_pooled
+
+        encoder = self._graph(TEXT_ENCODER)
+        assert encoder is not None
+        ids, mask = self.tokenizer.padded(texts, self.manifest.window)
+        hidden = encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return mean_pooled(hidden, mask)
 
     def prepare(self, params: GenerationParams, prompt: str, batch: int) -> FrozenJob | None:
         """The job for a batch of `params` (prompt already expanded); None if the bundle does not cover it."""
