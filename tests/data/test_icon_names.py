@@ -18,6 +18,8 @@ MATERIAL = ["rounded", "sharp", "outline", "outline-rounded", "outline-sharp"]
         ("acorn-fill", ["fill", "bold"], (), "acorn", ("filled",)),
         ("home", ["filled"], ("outline",), "home", ("outline",)),
         ("add-circle-24", ["16", "24"], (), "add circle", ("24",)),
+        ("allergies-24px", ["24px", "outline-24px"], ("filled",), "allergies", ("filled", "24px")),
+        ("allergies-outline-24px", ["24px", "outline-24px"], ("filled",), "allergies", ("outline", "24px")),
         ("bold", ["bold"], (), "bold", ()),  # the icon named like a suffix keeps its name
         ("heart-broken", [], (), "heart broken", ()),  # not a listed suffix of this set
     ],

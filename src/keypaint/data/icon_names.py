@@ -53,10 +53,12 @@ def split_variant(name: str, suffixes: list[str]) -> tuple[str, str]:
 
 
 def variant_words(suffix: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """"outline-rounded" -> ("outline", "rounded"); "fill" -> ("filled",); "" -> the set's default."""
-    if not suffix:
-        return default
-    return tuple(VARIANT_SPELLING.get(w, w) for w in suffix.split("-") if w)
+    """"outline-rounded" -> ("outline", "rounded"); "fill" -> ("filled",); "" -> the set's default,
+    which a size alone keeps: "24px" -> ("filled", "24px") where the default is ("filled",)."""
+    words = tuple(VARIANT_SPELLING.get(w, w) for w in suffix.split("-") if w)
+    if all(re.fullmatch(r"\d+(?:px)?", w) for w in words):
+        return default + words  # "24px" of healthicons is its filled drawing on a 24 px grid
+    return words
 
 
 def name_words(base: str) -> tuple[str, ...]:
