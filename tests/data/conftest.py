@@ -131,3 +131,67 @@ def tarballs(tmp_path: Path) -> Path:
         },
     )
     return folder
+
+
+BLACK_SQUARE = '<rect x="4" y="4" width="16" height="16" fill="currentColor"/>'
+LINE_BOX = '<path fill="none" stroke="currentColor" stroke-width="2" d="M4 4h16v16H4z"/>'
+
+
+@pytest.fixture
+def icon_tarballs(tarballs: Path) -> Path:
+    """The emoji tarballs plus tabler (no metadata.json), ph (suffixes, categories) and flat-color-icons."""
+    tabler = {
+        "prefix": "tabler",
+        "width": 24,
+        "height": 24,
+        "icons": {
+            "arrow-left": {"body": LINE_BOX},
+            "arrow-left-filled": {"body": BLACK_SQUARE},
+            "brand-github": {"body": BLACK_SQUARE},  # a brand: left out
+            "file-type-pdf": {"body": BLACK_SQUARE},  # a file type: left out
+            "flag-up": {"body": LINE_BOX},  # an object, not a country flag
+            "zoom-in-magnifier-1": {"body": LINE_BOX},  # a numbered drawing
+            "old-arrow": {"body": LINE_BOX, "hidden": True},  # a renamed icon kept for old links
+        },
+        "aliases": {"arrow-back": {"parent": "arrow-left"}},
+    }
+    write_tgz(
+        tarballs / "iconify-json-tabler-1.2.41.tgz",
+        {
+            "package.json": {"name": "@iconify-json/tabler", "version": "1.2.41"},
+            "icons.json": tabler,
+            "info.json": info("Tabler Icons", "MIT", "Pawel Kuna"),
+        },
+    )
+    ph_names = ["acorn", "acorn-bold", "acorn-duotone", "acorn-fill"]
+    write_tgz(
+        tarballs / "iconify-json-ph-1.2.2.tgz",
+        {
+            "package.json": {"name": "@iconify-json/ph", "version": "1.2.2"},
+            "icons.json": {
+                "prefix": "ph",
+                "width": 24,
+                "height": 24,
+                "icons": {name: {"body": BLACK_SQUARE} for name in [*ph_names, "github-logo"]},
+            },
+            "info.json": info("Phosphor", "MIT", "Phosphor Icons"),
+            "metadata.json": {
+                "categories": {"FoodDrink": ph_names, "Brand / Logo": ["github-logo"]},
+                "suffixes": {"": "Regular", "bold": "Bold", "duotone": "Duotone", "fill": "Fill"},
+            },
+        },
+    )
+    write_tgz(
+        tarballs / "iconify-json-flat-color-icons-1.2.3.tgz",
+        {
+            "package.json": {"name": "@iconify-json/flat-color-icons", "version": "1.2.3"},
+            "icons.json": {
+                "prefix": "flat-color-icons",
+                "width": 48,
+                "height": 48,
+                "icons": {"about": {"body": '<circle cx="24" cy="24" r="20" fill="#2196f3"/>'}},
+            },
+            "info.json": {**info("Flat Color Icons", "MIT", "Icons8"), "palette": True},
+        },
+    )
+    return tarballs

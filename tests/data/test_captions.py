@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keypaint.data import Record, augment, emoji_caption
-from keypaint.data.captions import style_keyword
+from keypaint.data.captions import icon_caption, style_keyword
 
 APPLE_FIELDS = {"label": "red apple", "tags": ["apple", "diet", "fruit", "red", "red apple"], "style": "noto"}
 APPLE = Record(Path("a.png"), "red apple, apple, diet, fruit, red, noto style", APPLE_FIELDS)
@@ -55,3 +55,23 @@ def test_plain_text_captions_are_shuffled_not_cut() -> None:
     outputs = {augment(record, rng, drop_prob=0.0) for _ in range(50)}
     assert all(sorted(o.split(", ")) == ["cat", "sitting", "window"] for o in outputs)
     assert len(outputs) > 1
+
+
+ARROW_FIELDS = {
+    "label": "arrow left", "tags": ["arrows"], "style": "tabler-outline", "kind": "icon",
+    "looks": ["line icon"],
+}
+ARROW = Record(Path("t.png"), "arrow left, arrows, tabler outline style, line icon", ARROW_FIELDS)
+
+
+def test_icon_caption_adds_look_keywords() -> None:
+    assert icon_caption("arrow left", ["arrows"], "tabler-outline", ["line icon"]) == ARROW.caption
+
+
+def test_icons_always_keep_style_and_look_while_emoji_may_lose_style() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        words = augment(ARROW, rng, drop_prob=0.0, style_drop=1.0).split(", ")
+        assert {"arrow left", "tabler outline style", "line icon"} <= set(words)
+    emoji = augment(APPLE, rng, drop_prob=0.0, style_drop=1.0).split(", ")
+    assert "noto style" not in emoji and "red apple" in emoji

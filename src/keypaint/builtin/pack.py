@@ -3,8 +3,9 @@
 Copies RUN/vae, RUN/unet and RUN/scheduler (fp16 safetensors shards + configs, as the trainers write
 them) into `keypaint/builtin/weights/` and checks the size budget of the issue: U-Net + VAE <= 35 MB,
 each file <= 15 MB. `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
-vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`) beside them, and
-`python -m keypaint.builtin.pack meaning [DEST]` the labels' sentence embeddings (`keypaint.prompts.meaning`).
+vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`; icon names and
+categories too, from `keypaint data icons`) beside them, and `python -m keypaint.builtin.pack meaning
+[DEST]` the labels' sentence embeddings (`keypaint.prompts.meaning`).
 `python -m keypaint.builtin.pack lcm LCM_RUN [DEST]` ships the LCM-LoRA `keypaint train lcm` distilled
 from the shipped U-Net as the built-in LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in
 the form `keypaint finetune` writes, so the Painter checks its base like any fine-tuned LoRA.
@@ -53,21 +54,39 @@ def pack_weights(vae_run: Path, unet_run: Path, dest: Path = WEIGHTS_DIR) -> int
 
 
 def pack_vocabulary(train: Path, dest: Path = WEIGHTS_DIR) -> Vocabulary:
-    """Write `dest/keywords.json`: the labels of the training folder's records with their tags."""
+    """Write `dest/keywords.json`: the labels of the training folder's records with their tags.
+
+    Emoji records bring their CLDR label and tags; icon records (`kind` "icon", from `keypaint data
+    icons`) their name words and categories. Where an icon is named like an emoji, the emoji's tags win.
+    """
     records = load_folder(train, check_images=False)
-    pairs = [(r.fields["label"], r.fields.get("tags") or []) for r in records
-             if isinstance(r.fields.get("label"), str)]
-    if not pairs:
+    pairs: dict[bool, list[tuple[str, list[str]]]] = {False: [], True: []}
+    for r in records:
+        label, tags = r.fields.get("label"), list(r.fields.get("tags") or [])
+        if isinstance(label, str):
+            pairs[r.fields.get("kind") == "icon"].append((label, tags))
+    if not pairs[False] and not pairs[True]:
         raise ModelError(f"{train}: no record has a 'label' field (an emoji data folder's train/ has)")
-    note = "the training pictures' labels and tags"
-    try:  # an emoji data folder names the emojibase-data release its labels and tags come from
-        base = json.loads((train.parent / "sources.json").read_text(encoding="utf-8"))["emojibase"]
-        note = f"CLDR labels and tags of {base['package']}@{base['version']} ({base['license']['spdx']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    vocabulary = Vocabulary.from_pairs(sorted(pairs), note)
+    vocabulary = Vocabulary.from_pairs(sorted(pairs[False]) + sorted(pairs[True]), vocabulary_note(train))
     vocabulary.save(dest / VOCABULARY)
     return vocabulary
+
+
+def vocabulary_note(train: Path) -> str:
+    """Where the words come from, as the data folder's sources.json records it."""
+    try:
+        sources = json.loads((train.parent / "sources.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "the training pictures' labels and tags"
+    parts = []
+    base = sources.get("emojibase") if isinstance(sources, dict) else None
+    if isinstance(base, dict) and {"package", "version", "license"} <= base.keys():
+        spdx = base["license"].get("spdx", "?") if isinstance(base["license"], dict) else "?"
+        parts.append(f"CLDR labels and tags of {base['package']}@{base['version']} ({spdx})")
+    icon_sets = sources.get("icon_sets") if isinstance(sources, dict) else None
+    if isinstance(icon_sets, list) and icon_sets:
+        parts.append(f"icon names and categories of {len(icon_sets)} iconify sets")
+    return " and ".join(parts) or "the training pictures' labels and tags"
 
 
 def pack_meaning(dest: Path = WEIGHTS_DIR) -> MeaningIndex:

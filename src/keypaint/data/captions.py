@@ -1,8 +1,10 @@
-"""Keyword captions: how emoji records are captioned, and how captions are varied while training.
+"""Keyword captions: how emoji and icon records are captioned, and how captions vary while training.
 
 keypaint prompts are comma-separated keywords in any order, so training captions are too: the label,
-its CLDR tags, and a style keyword. Shuffling and subsampling them teaches order-independence;
-empty captions (caption dropout) train the unconditional branch used by classifier-free guidance.
+its CLDR tags (an icon's categories), and a style keyword (an icon also has look keywords such as "line
+icon"). Shuffling and subsampling them teaches order-independence; empty captions (caption dropout)
+train the unconditional branch used by classifier-free guidance. An icon's style and look keywords are
+never dropped, so a prompt without a style keyword only ever saw emoji: it keeps drawing a colour emoji.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def emoji_caption(label: str, tags: Sequence[str], style: str) -> str:
     return ", ".join(unique_keywords([label, *tags, style_keyword(style)]))
 
 
+def icon_caption(label: str, tags: Sequence[str], style: str, looks: Sequence[str]) -> str:
+    """The stored caption: "arrow left, arrows, tabler outline style, line icon"."""
+    return ", ".join(unique_keywords([label, *tags, style_keyword(style), *looks]))
+
+
 def augment(record: Captioned, rng: random.Random, drop_prob: float = 0.1, *,
             style_drop: float = 0.0, all_tags: float = 0.0) -> str:
     """A training-time caption: shuffled keywords, a random subset of tags, label and style kept.
@@ -51,7 +58,8 @@ def augment(record: Captioned, rng: random.Random, drop_prob: float = 0.1, *,
     With probability `drop_prob` the caption is "" (caption dropout for classifier-free guidance).
     With probability `style_drop` the style keyword is left out (so plain keywords draw well too), and
     with probability `all_tags` every tag is kept (the caption keyword expansion gives at inference).
-    Records without `label`/`style` fields (plain .txt captions) only get their keywords shuffled.
+    Icon records (`kind` "icon") always keep their style and `looks` keywords. Records without
+    `label`/`style` fields (plain .txt captions) only get their keywords shuffled.
     """
     for name, value in (("drop_prob", drop_prob), ("style_drop", style_drop), ("all_tags", all_tags)):
         if not 0.0 <= value <= 1.0:
@@ -66,8 +74,10 @@ def augment(record: Captioned, rng: random.Random, drop_prob: float = 0.1, *,
             kept = list(tags)
         else:
             kept = rng.sample(tags, rng.randint(0, len(tags)))
-        styled = not (style_drop and rng.random() < style_drop)
-        words = unique_keywords([label, *kept, *([style_keyword(style)] if styled else [])])
+        looks = [w for w in fields.get("looks") or [] if isinstance(w, str)]
+        icon = fields.get("kind") == "icon"
+        styled = icon or not (style_drop and rng.random() < style_drop)
+        words = unique_keywords([label, *kept, *([style_keyword(style), *looks] if styled else [])])
     else:
         words = unique_keywords(record.caption.split(","))
     rng.shuffle(words)

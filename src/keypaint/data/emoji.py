@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keypaint.data.captions import emoji_caption
+from keypaint.data.captions import emoji_caption, style_keyword
 from keypaint.data.emojibase import TONE_SUFFIX, Emoji, EmojiIndex, has_skin_tone, load_emojibase
 from keypaint.data.errors import DataError
 from keypaint.data.iconify import IconSet, icon_svg, load_icon_set
@@ -93,6 +93,14 @@ class SetStats:
     @property
     def match_rate(self) -> float:
         return self.matched / self.icons if self.icons else 0.0
+
+    @property
+    def keywords(self) -> str:
+        return style_keyword(self.style)
+
+    @property
+    def images(self) -> int:
+        return self.train + self.heldout
 
 
 @dataclass
@@ -231,6 +239,33 @@ def default_npm_cache() -> Path:
     return Path(user_cache_dir("keypaint")) / "npm"
 
 
+def emojibase_source(tarball: Path) -> tuple[EmojiIndex, dict[str, Any]]:
+    """The label index and the record of where it came from (sources.json's `emojibase`)."""
+    index, package = load_emojibase(tarball)
+    return index, {
+        "package": EMOJIBASE.name,
+        "version": package.get("version", ""),
+        "tarball": tarball.name,
+        "sha256": sha256_file(tarball),
+        "license": {"spdx": package.get("license", "MIT")},
+        "author": {"name": "Miles Johnson", "url": "https://github.com/milesj/emojibase"},
+        "emoji": len(index.emojis),
+    }
+
+
+def set_stats(style: str, package: NpmPackage, path: Path, icon_set: IconSet) -> SetStats:
+    """Counts start empty; the version, checksum, licence and author are the tarball's."""
+    return SetStats(
+        style=style,
+        package=package.name,
+        version=icon_set.package.get("version", ""),
+        tarball=path.name,
+        sha256=sha256_file(path),
+        license=dict(icon_set.info.get("license", {})),
+        author=dict(icon_set.info.get("author", {})),
+    )
+
+
 def build_emoji_dataset(config: EmojiDataConfig, progress: ProgressFn | None = None) -> EmojiDataReport:
     """Run all stages; returns per-set counts. Raises DataError on bad input before writing images."""
     if config.size < 8 or config.size > 4096:
@@ -254,16 +289,7 @@ def build_emoji_dataset(config: EmojiDataConfig, progress: ProgressFn | None = N
 
     # 2. emoji labels and tags
     start = time.perf_counter()
-    index, emojibase_package = load_emojibase(tarballs[EMOJIBASE.name])
-    emojibase = {
-        "package": EMOJIBASE.name,
-        "version": emojibase_package.get("version", ""),
-        "tarball": tarballs[EMOJIBASE.name].name,
-        "sha256": sha256_file(tarballs[EMOJIBASE.name]),
-        "license": {"spdx": emojibase_package.get("license", "MIT")},
-        "author": {"name": "Miles Johnson", "url": "https://github.com/milesj/emojibase"},
-        "emoji": len(index.emojis),
-    }
+    index, emojibase = emojibase_source(tarballs[EMOJIBASE.name])
 
     # 3. match icons to emoji, set by set
     prepare_out(config)
@@ -273,15 +299,7 @@ def build_emoji_dataset(config: EmojiDataConfig, progress: ProgressFn | None = N
         report("match", number, len(sets))
         path = tarballs[emoji_set.package.name]
         icon_set = load_icon_set(path)
-        stats = SetStats(
-            style=emoji_set.style,
-            package=emoji_set.package.name,
-            version=icon_set.package.get("version", ""),
-            tarball=path.name,
-            sha256=sha256_file(path),
-            license=dict(icon_set.info.get("license", {})),
-            author=dict(icon_set.info.get("author", {})),
-        )
+        stats = set_stats(emoji_set.style, emoji_set.package, path, icon_set)
         samples += plan_set(icon_set, emoji_set, index, stats, config.heldout_fraction, config.limit)
         all_stats.append(stats)
     report("match", len(sets), len(sets))

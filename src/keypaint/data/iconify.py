@@ -16,6 +16,7 @@ ICONS = "package/icons.json"
 INFO = "package/info.json"
 CHARS = "package/chars.json"
 PACKAGE = "package/package.json"
+METADATA = "package/metadata.json"  # categories, variant suffixes (optional)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class IconSet:
     info: dict[str, Any]  # name, author {name, url}, license {title, spdx, url}
     package: dict[str, Any]  # package.json: the exact name and version fetched
     codepoints: dict[str, str] = field(default_factory=dict)  # icon name -> codepoints, where known
+    categories: dict[str, list[str]] = field(default_factory=dict)  # icon name -> its categories, where known
+    suffixes: list[str] = field(default_factory=list)  # variant suffixes metadata.json lists, e.g. ["filled"]
 
 
 def parse_icons(data: dict[str, Any], source: str) -> list[Icon]:
@@ -69,7 +72,7 @@ def parse_icons(data: dict[str, Any], source: str) -> list[Icon]:
 
 def load_icon_set(tarball: Path) -> IconSet:
     """Read a @iconify-json/* tarball; licence comes from info.json or the `info` key of icons.json."""
-    files = read_members(tarball, [ICONS, INFO, CHARS, PACKAGE], required={ICONS, PACKAGE})
+    files = read_members(tarball, [ICONS, INFO, CHARS, PACKAGE, METADATA], required={ICONS, PACKAGE})
     data = files[ICONS]
     if not isinstance(data, dict):
         raise DataError(f"{tarball}: {ICONS} is not an object")
@@ -80,12 +83,19 @@ def load_icon_set(tarball: Path) -> IconSet:
     codepoints: dict[str, str] = {}
     for code, name in chars.items():
         codepoints.setdefault(name, code)
+    metadata = files.get(METADATA) or {}
+    categories: dict[str, list[str]] = {}
+    for category, names in (metadata.get("categories") or data.get("categories") or {}).items():
+        for name in names if isinstance(names, list) else []:
+            categories.setdefault(name, []).append(category)
     return IconSet(
         prefix=data.get("prefix", tarball.stem),
         icons=parse_icons(data, f"{tarball}:{ICONS}"),
         info=info,
         package=files[PACKAGE],
         codepoints=codepoints,
+        categories=categories,
+        suffixes=[s for s in metadata.get("suffixes") or {} if isinstance(s, str) and s],
     )
 
 
