@@ -76,6 +76,7 @@
       img.onload = () => { img.dataset.loaded = "true"; };
       img.src = figureUrl;
       img.hidden = false;
+      $("explain-enlarge").hidden = false;
       $("explain-caption").textContent = response.headers.get("X-Keypaint-Caption") || "";
       $("explain-status").textContent = "done";
     } catch (err) {
@@ -86,7 +87,30 @@
     }
   }
 
+  // ---- the figure enlarged: a lightbox that fits it to the window, or shows it at its actual size ----
+  function setActualSize(actual) {
+    $("lightbox").classList.toggle("actual", actual);
+    $("lightbox-size").textContent = actual ? "Fit to window" : "Actual size";
+    $("lightbox-size").setAttribute("aria-pressed", String(actual));
+  }
+
+  function enlarge() {
+    const img = $("explain-figure");
+    if (img.hidden || !img.src) return;
+    $("lightbox-image").src = img.src;
+    $("lightbox-image").alt = $("explain-caption").textContent || "explain figure";
+    setActualSize(false);
+    $("lightbox").showModal();
+  }
+
   async function start() {
+    $("explain-enlarge").addEventListener("click", enlarge);
+    $("lightbox-size").addEventListener("click", () => setActualSize(!$("lightbox").classList.contains("actual")));
+    $("lightbox-image").addEventListener("click", () => setActualSize(!$("lightbox").classList.contains("actual")));
+    $("lightbox-close").addEventListener("click", () => $("lightbox").close());
+    $("lightbox").addEventListener("click", (event) => {  // a click on the backdrop closes it
+      if (event.target === $("lightbox")) $("lightbox").close();
+    });
     $("tab-paint").addEventListener("click", () => showTab(false));
     $("tab-explain").addEventListener("click", () => showTab(true));
     $("explain-view").addEventListener("change", showFields);
