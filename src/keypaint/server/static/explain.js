@@ -77,6 +77,7 @@
       img.src = figureUrl;
       img.hidden = false;
       $("explain-enlarge").hidden = false;
+      $("explain-enlarge-hint").hidden = false;
       $("explain-caption").textContent = response.headers.get("X-Keypaint-Caption") || "";
       $("explain-status").textContent = "done";
     } catch (err) {
@@ -97,6 +98,7 @@
   function enlarge() {
     const img = $("explain-figure");
     if (img.hidden || !img.src) return;
+    $("lightbox-image").style.setProperty("--ratio", String(img.naturalWidth / img.naturalHeight || 1));
     $("lightbox-image").src = img.src;
     $("lightbox-image").alt = $("explain-caption").textContent || "explain figure";
     setActualSize(false);
