@@ -281,6 +281,18 @@ def test_an_error_goes_once_its_cause_is_fixed(page: Any, tmp_path: Path) -> Non
     page.wait_for_selector("#result img")
     sync_api.expect(page.locator("#status")).to_have_text("done")
     sync_api.expect(error).to_have_text("")
+    # the same on the How it works tab
+    page.click("#tab-explain")
+    page.select_option("#explain-view", "forward")
+    page.fill("#explain-keywords", "pear")
+    page.fill("#explain-timesteps", "0, 5000")
+    page.click("#explain-show")
+    explain_error = page.locator("#explain-error")
+    sync_api.expect(explain_error).to_have_text(re.compile("^timesteps: "))
+    page.fill("#explain-seed", "4")
+    sync_api.expect(explain_error).to_have_text(re.compile("^timesteps: "))
+    page.fill("#explain-timesteps", "0, 500")
+    sync_api.expect(explain_error).to_have_text("")
 
 
 def layout_problems(page: Any) -> list[str]:
