@@ -298,7 +298,8 @@ function follow(job) {
     state.events = null;
     state.job = null;
     $("cancel").disabled = true;
-    $("status").textContent = data.status === "succeeded" ? "done" : `${data.status}: ${data.error || ""}`;
+    const why = data.error && data.error !== data.status ? `: ${data.error}` : "";  // not "cancelled: cancelled"
+    $("status").textContent = data.status === "succeeded" ? "done" : `${data.status}${why}`;
     $("progress").value = data.status === "succeeded" ? 1 : $("progress").value;
     if (data.status === "succeeded") {
       clearError();
