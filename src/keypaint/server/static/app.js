@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { chips: { positive: [], negative: [] }, job: null, events: null, offset: 0, init: null,
-                loras: [], embeddings: [] };
+                loras: [], embeddings: [], mapped: {} };
 
 // ---- keyword chips: {text, weight}; weight 1 is written plain, else A1111's "(text:1.2)" ----
 const WEIGHTED = /^\((.+):\s*(-?[\d.]+)\)$/s;
@@ -71,7 +71,38 @@ function renderChips(kind) {
     el.append(label, weight, remove);
     box.insertBefore(el, input);
   });
-  if (kind === "positive") countTokens();
+  if (kind === "positive") { markMapped(); countTokens(); }
+}
+
+// The model's meaning-mapping of a keyword it has no label for ("cheeseburger -> hamburger"), when
+// POST /api/keywords reports one: {"mapped": {"cheeseburger": "hamburger"}} (a value may also be
+// {"label": ..., "score": ...}). Shown on the chip while keyword expansion is on.
+function mappingOf(chip) {
+  const key = (text) => text.toLowerCase().split(/\s+/).filter(Boolean).join(" ");
+  for (const [keyword, value] of Object.entries(state.mapped)) {
+    if (key(keyword) === key(chip.text) || keyword === keywordText(chip)) {
+      return typeof value === "string" ? { label: value } : value;
+    }
+  }
+  return null;
+}
+
+function markMapped() {
+  const chips = $("chips").querySelectorAll(".chip");
+  state.chips.positive.forEach((chip, index) => {
+    const el = chips[index];
+    if (!el) return;
+    el.querySelector(".mapped")?.remove();
+    const mapping = mappingOf(chip);
+    if (!mapping || !mapping.label || !$("expand").checked) { delete el.dataset.mapped; return; }
+    const hint = document.createElement("span");
+    hint.className = "mapped";
+    hint.textContent = `\u2192 ${mapping.label}`;
+    hint.title = `the model has no picture for "${chip.text}"; it paints its nearest keyword, ` +
+      `"${mapping.label}"` + (typeof mapping.score === "number" ? ` (similarity ${mapping.score.toFixed(2)})` : "");
+    el.dataset.mapped = mapping.label;
+    el.querySelector(".text").after(hint);
+  });
 }
 
 function chipInput(kind, input) {
@@ -98,6 +129,8 @@ function countTokens() {
     const prompt = state.chips.positive.map(keywordText).join(", ");
     const answer = await api("POST", "/api/keywords", { prompt }).catch(() => null);
     $("tokens").textContent = answer ? `${answer.tokens}/${answer.capacity} tokens.` : "";
+    state.mapped = answer && answer.mapped && typeof answer.mapped === "object" ? answer.mapped : {};
+    markMapped();
   }, 250);
 }
 
@@ -108,8 +141,40 @@ async function api(method, url, body) {
     body: body ? JSON.stringify(body) : undefined, credentials: "same-origin",
   });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error || data.detail || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const error = new Error(data.error || (typeof data.detail === "string" && data.detail) ||
+                            `${response.status} ${response.statusText}`);
+    const loc = Array.isArray(data.detail) && data.detail[0] && data.detail[0].loc;
+    const field = Array.isArray(loc) ? loc.filter((part) => part !== "body")[0] : undefined;
+    error.field = field === undefined ? null : String(field);  // ["body", "loras", 0, "weight"]: loras
+    throw error;
+  }
   return data;
+}
+
+// ---- the error line: shown until its cause is fixed (the field it names changes) or a run starts ----
+const FIELD_INPUTS = {
+  keywords: ["keyword-input", "chips"], prompt: ["keyword-input", "chips"],
+  negative_keywords: ["negative-input", "negative-chips"], negative_prompt: ["negative-input", "negative-chips"],
+  style: ["style"], sampler: ["sampler"], steps: ["steps"], guidance_scale: ["cfg"], seed: ["seed"],
+  width: ["width"], height: ["height"], size: ["width", "height"], batch_size: ["batch"], init_image: ["init-file", "img2img"],
+  strength: ["strength"], loras: ["lora", "lora-weight", "adapter-chips"], lora_weight: ["lora-weight", "lora"],
+  embeddings: ["embedding", "adapter-chips"],
+};
+
+function showError(message, field = null) {
+  $("error").textContent = message;
+  if (field) $("error").dataset.field = field; else delete $("error").dataset.field;
+}
+
+function clearError() {
+  showError("");
+}
+
+function clearErrorOf(event) {
+  const field = $("error").dataset.field;
+  const ids = field && FIELD_INPUTS[field];
+  if (ids && ids.some((id) => $(id) === event.target || $(id).contains(event.target))) clearError();
 }
 
 function number(id) {
@@ -161,7 +226,8 @@ function renderAdapters() {
 function addLora() {
   const name = $("lora").value, weight = Number($("lora-weight").value);
   if (!name) return;
-  if (!(weight >= -2 && weight <= 2)) { $("error").textContent = "LoRA weight must be within [-2, 2]"; return; }
+  if (!(weight >= -2 && weight <= 2)) { showError("LoRA weight must be within [-2, 2]", "lora_weight"); return; }
+  if ($("error").dataset.field === "lora_weight" || $("error").dataset.field === "loras") clearError();
   state.loras = state.loras.filter((l) => l.name !== name).concat([{ name, weight }]);
   renderAdapters();
 }
@@ -192,12 +258,12 @@ function pending(kind, input) {
 // ---- a job's life: submit, follow its events, show its pictures ----
 async function generate(event) {
   event.preventDefault();
-  $("error").textContent = "";
+  clearError();
   let job;
   try {
     job = await api("POST", "/api/jobs", request());
   } catch (err) {
-    $("error").textContent = err.message;
+    showError(err.message, err.field);
     return;
   }
   follow(job);
@@ -209,6 +275,9 @@ function follow(job) {
   $("progress").value = 0;
   $("status").textContent = job.status === "queued" ? `queued (${job.position} ahead)` : job.status;
   $("result").replaceChildren();
+  $("preview").hidden = true;
+  $("preview").classList.remove("stale");
+  $("preview").removeAttribute("src");
   if (state.events) state.events.close();
   const events = new EventSource(`/api/jobs/${job.id}/events`);
   state.events = events;
@@ -229,9 +298,16 @@ function follow(job) {
     state.events = null;
     state.job = null;
     $("cancel").disabled = true;
-    $("status").textContent = data.status === "succeeded" ? "done" : `${data.status}: ${data.error || ""}`;
+    const why = data.error && data.error !== data.status ? `: ${data.error}` : "";  // not "cancelled: cancelled"
+    $("status").textContent = data.status === "succeeded" ? "done" : `${data.status}${why}`;
     $("progress").value = data.status === "succeeded" ? 1 : $("progress").value;
-    for (const image of data.images || []) $("result").append(thumb(image));
+    if (data.status === "succeeded") {
+      clearError();
+      $("preview").hidden = true;  // the result takes its place
+    } else {
+      $("preview").classList.add("stale");  // what the run had got to, kept to look at
+    }
+    for (const image of data.images || []) $("result").append(resultCard(image));
     refreshGallery();
   });
 }
@@ -239,7 +315,63 @@ function follow(job) {
 async function cancel() {
   if (!state.job) return;
   $("cancel").disabled = true;
-  await api("DELETE", `/api/jobs/${state.job}`).catch((err) => { $("error").textContent = err.message; });
+  await api("DELETE", `/api/jobs/${state.job}`).catch((err) => showError(err.message));
+}
+
+// ---- a result: the picture, and what to do with it next ----
+function resultCard(image) {
+  const card = document.createElement("figure");
+  card.className = "result-card";
+  card.dataset.id = image.id;
+  const picture = thumb(image);
+  const caption = document.createElement("figcaption");
+  caption.textContent = `seed ${image.seed}, ${image.width}\u00d7${image.height}`;
+  const actions = document.createElement("div");
+  actions.className = "result-actions";
+  const download = document.createElement("a");
+  download.className = "button download";
+  download.href = image.download;
+  download.setAttribute("download", image.url.split("/").pop());
+  download.textContent = "Download";
+  const seed = document.createElement("button");
+  seed.type = "button";
+  seed.className = "reuse-seed";
+  seed.textContent = "Reuse seed";
+  seed.title = `put ${image.seed} in the seed field`;
+  seed.addEventListener("click", () => reuseSeed(image));
+  const img2img = document.createElement("button");
+  img2img.type = "button";
+  img2img.className = "to-img2img";
+  img2img.textContent = "Send to img2img";
+  img2img.title = "use this picture as the init image";
+  img2img.addEventListener("click", () => sendToImg2img(image));
+  actions.append(download, seed, img2img);
+  card.append(picture, caption, actions);
+  return card;
+}
+
+function reuseSeed(image) {
+  $("seed").value = image.seed;
+  $("seed").focus();
+}
+
+async function sendToImg2img(image) {
+  try {
+    const response = await fetch(image.url, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`${image.url}: ${response.status} ${response.statusText}`);
+    const blob = await response.blob();
+    const url = await new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(blob);
+    });
+    $("init-file").value = "";
+    setInit(url);
+    $("img2img").scrollIntoView({ block: "nearest", behavior: "smooth" });
+  } catch (err) {
+    showError(`could not use the picture as the init image: ${err.message}`, "init_image");
+  }
 }
 
 // ---- gallery ----
@@ -273,6 +405,8 @@ function showDetails(image) {
   $("download").href = image.download;
   $("download").setAttribute("download", image.url.split("/").pop());
   $("use-again").onclick = () => { useAgain(image); $("details").close(); };
+  $("details-seed").onclick = () => { $("details").close(); reuseSeed(image); };
+  $("details-img2img").onclick = () => { $("details").close(); sendToImg2img(image); };
   $("details").showModal();
 }
 
@@ -305,13 +439,16 @@ function readInit() {
   const file = $("init-file").files[0];
   if (!file) return;
   const reader = new FileReader();
-  reader.onload = () => {
-    state.init = reader.result;
-    $("init-preview").src = reader.result;
-    $("init-preview").hidden = false;
-    $("init-clear").hidden = false;
-  };
+  reader.onload = () => setInit(reader.result);
   reader.readAsDataURL(file);
+}
+
+function setInit(dataUrl) {
+  state.init = dataUrl;
+  $("init-preview").src = dataUrl;
+  $("init-preview").hidden = false;
+  $("init-clear").hidden = false;
+  if ($("error").dataset.field === "init_image") clearError();
 }
 
 function clearInit() {
@@ -334,6 +471,13 @@ async function start() {
   $("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
   $("lora-add").addEventListener("click", addLora);
   $("embedding-add").addEventListener("click", addEmbedding);
+  $("expand").addEventListener("change", markMapped);
+  $("form").addEventListener("input", clearErrorOf);
+  $("form").addEventListener("change", clearErrorOf);
+  for (const kind of ["positive", "negative"]) {  // a chip added or removed changes the keywords
+    const box = kind === "positive" ? $("chips") : $("negative-chips");
+    new MutationObserver(() => clearErrorOf({ target: box })).observe(box, { childList: true });
+  }
   const info = await api("GET", "/api/info");
   $("model").textContent = info.model;
   $("queue").textContent = `queue ${info.queue.queued}/${info.queue.max}`;
@@ -346,4 +490,4 @@ async function start() {
   document.body.dataset.ready = "true";
 }
 
-start().catch((err) => { $("error").textContent = err.message; });
+start().catch((err) => showError(err.message));

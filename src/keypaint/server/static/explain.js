@@ -16,6 +16,13 @@
     latent: "The picture through the VAE: encoded to the latent the U-Net works in, decoded back, and what got lost.",
   };
   let figureUrl = null;
+  // the input each field of a 422 comes from: its message goes once that input changes
+  const FIELDS = {
+    keywords: "explain-keywords", seed: "explain-seed", steps: "explain-steps", guidance_scale: "explain-cfg",
+    width: "explain-size", height: "explain-size", size: "explain-size", sampler: "explain-sampler",
+    timesteps: "explain-timesteps", samplers: "explain-samplers", step_counts: "explain-step-counts",
+    scales: "explain-scales", attention_keywords: "explain-attention",
+  };
 
   const list = (id) => $(id).value.split(",").map((s) => s.trim()).filter((s) => s);
   const numbers = (id) => list(id).map(Number);
@@ -66,7 +73,11 @@
       });
       if (!response.ok) {
         const data = await response.json().catch(() => ({}));
-        throw new Error(data.error || data.detail || `${response.status} ${response.statusText}`);
+        const error = new Error(data.error || (typeof data.detail === "string" && data.detail) ||
+                                `${response.status} ${response.statusText}`);
+        const loc = Array.isArray(data.detail) && data.detail[0] && data.detail[0].loc;
+        error.field = Array.isArray(loc) ? loc.filter((part) => part !== "body")[0] : undefined;
+        throw error;
       }
       const blob = await response.blob();
       if (figureUrl) URL.revokeObjectURL(figureUrl);
@@ -76,20 +87,52 @@
       img.onload = () => { img.dataset.loaded = "true"; };
       img.src = figureUrl;
       img.hidden = false;
+      $("explain-enlarge").hidden = false;
+      $("explain-enlarge-hint").hidden = false;
       $("explain-caption").textContent = response.headers.get("X-Keypaint-Caption") || "";
       $("explain-status").textContent = "done";
     } catch (err) {
       $("explain-error").textContent = err.message;
+      $("explain-error").dataset.field = err.field === undefined ? "" : String(err.field);
       $("explain-status").textContent = "";
     } finally {
       $("explain-show").disabled = false;
     }
   }
 
+  // ---- the figure enlarged: a lightbox that fits it to the window, or shows it at its actual size ----
+  function setActualSize(actual) {
+    $("lightbox").classList.toggle("actual", actual);
+    $("lightbox-size").textContent = actual ? "Fit to window" : "Actual size";
+    $("lightbox-size").setAttribute("aria-pressed", String(actual));
+  }
+
+  function enlarge() {
+    const img = $("explain-figure");
+    if (img.hidden || !img.src) return;
+    $("lightbox-image").style.setProperty("--ratio", String(img.naturalWidth / img.naturalHeight || 1));
+    $("lightbox-image").src = img.src;
+    $("lightbox-image").alt = $("explain-caption").textContent || "explain figure";
+    setActualSize(false);
+    $("lightbox").showModal();
+  }
+
   async function start() {
+    $("explain-enlarge").addEventListener("click", enlarge);
+    $("lightbox-size").addEventListener("click", () => setActualSize(!$("lightbox").classList.contains("actual")));
+    $("lightbox-image").addEventListener("click", () => setActualSize(!$("lightbox").classList.contains("actual")));
+    $("lightbox-close").addEventListener("click", () => $("lightbox").close());
+    $("lightbox").addEventListener("click", (event) => {  // a click on the backdrop closes it
+      if (event.target === $("lightbox")) $("lightbox").close();
+    });
     $("tab-paint").addEventListener("click", () => showTab(false));
     $("tab-explain").addEventListener("click", () => showTab(true));
     $("explain-view").addEventListener("change", showFields);
+    $("explain-view").addEventListener("change", () => { $("explain-error").textContent = ""; });
+    $("explain-form").addEventListener("input", (event) => {  // the field the message names is being fixed
+      const id = FIELDS[$("explain-error").dataset.field];
+      if (id && event.target.id === id) $("explain-error").textContent = "";
+    });
     $("explain-form").addEventListener("submit", show);
     showFields();
     const response = await fetch("/api/info", { credentials: "same-origin" });
