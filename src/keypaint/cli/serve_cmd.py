@@ -61,12 +61,12 @@ def serve_command(
     speed = SpeedOptions(fast=fast, deep_cache=deep_cache, token_merging=token_merging)
     speed.validate()  # before the model loads
     try:
-        credentials = parse_auth(auth) if auth else None
+        credentials = parse_auth(auth) if auth is not None else None
         config = ServerConfig(
             host=host, port=port, out=out, db=db, model=model, home=home, device=device, dtype=dtype,
             limits=Limits(max_pixels=max_pixels), speed=speed, max_pixel_steps=max_pixel_steps,
             max_queue=max_queue, max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials,
-            token=token or None, allowed_origins=tuple(allow_origin or ()),
+            token=token, allowed_origins=tuple(allow_origin or ()),
         )
         config.check_bind()
     except ValueError as err:
