@@ -36,6 +36,8 @@ class ServerConfig:
     token: str | None = None  # bearer token (or ?token= once on the page, which sets a cookie)
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed to change state (besides our own)
     preview_interval_s: float = 0.25  # at most one preview image per this many seconds
+    allow_pickle: bool = False  # load .ckpt/.pt/.bin models (weights only), at start and per request
+    max_model_bytes: int | None = None  # largest model file or folder; None: models.preflight's default
 
     @property
     def db_path(self) -> Path:
