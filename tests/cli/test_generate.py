@@ -163,3 +163,43 @@ def test_entry_point_exits_2_without_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "steps" in proc.stderr and "Traceback" not in proc.stderr
+
+
+REFUSE_IN_A_FRESH_PROCESS = """
+import sys
+from typer.testing import CliRunner
+from keypaint.cli.app import app
+result = CliRunner().invoke(app, sys.argv[1:])
+print(result.exit_code, "torch" in sys.modules, " ".join(result.output.split()))
+"""
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        ("garbage", [], "not a valid .safetensors file"),
+        ("pickle", [], "keypaint export model.ckpt FOLDER --allow-pickle"),
+        ("sparse", [], "1,000.0 GB is more than the 32.0 GB allowed"),
+        ("sparse", ["--max-model-gb", "2000"], "no Stable Diffusion U-Net"),
+        ("garbage", ["--max-model-gb", "0"], "more than 0 GB"),
+    ],
+)
+def test_a_bad_model_is_refused_before_pytorch_is_imported(tmp_path: Path, make: str, extra: list[str],
+                                                            message: str) -> None:
+    """Refusing --model takes milliseconds, not the seconds `import torch` takes (nor a terabyte's hash)."""
+    if make == "pickle":
+        path = tmp_path / "model.ckpt"
+        path.write_bytes(b"\x80\x04K\x01.")
+    else:
+        path = tmp_path / "model.safetensors"
+        path.write_bytes(b"\xff" * 64 if make == "garbage" else b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+        if make == "sparse":
+            os.truncate(path, 10**12)
+    env = {**os.environ, "KEYPAINT_HOME": str(tmp_path / "home")}
+    env.pop("KEYPAINT_MAX_MODEL_GB", None)
+    args = ["generate", "apple", "--model", str(path), "--out", str(tmp_path / "out"), *extra]
+    proc = subprocess.run([sys.executable, "-c", REFUSE_IN_A_FRESH_PROCESS, *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+    code, torch_imported, output = proc.stdout.strip().split(" ", 2)
+    assert (code, torch_imported) == ("2", "False"), proc.stdout + proc.stderr
+    assert message in output and "weights_only" not in output

@@ -22,6 +22,8 @@ def test_from_keywords_joins_keywords_like_people_type_them() -> None:
         ({"steps": 2.5}, "steps"),
         ({"guidance_scale": -1.0}, "guidance_scale"),
         ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"guidance_scale": 1e308}, "guidance_scale"),
+        ({"guidance_scale": 30.5}, "guidance_scale"),
         ({"width": 100}, "width"),
         ({"height": 36}, "height"),
         ({"width": 4096, "height": 4096}, "size"),

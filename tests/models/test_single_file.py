@@ -94,3 +94,15 @@ def test_config_dir_must_fit_the_checkpoint(tiny_files: Callable[..., TinyFiles]
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(ModelError, match="not found"):
         load_model(tmp_path / "nope.safetensors")
+
+
+def test_loading_prints_no_dtype_deprecation(tiny_files: Callable[..., TinyFiles]) -> None:
+    """diffusers >= 0.42 warns about `torch_dtype` on every pipeline load; keypaint passes what it wants."""
+    import warnings
+
+    tiny = tiny_files(ModelKind.SD1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_model(tiny.folder, dtype=torch.float32)
+        load_model(tiny.single, config_dir=tiny.folder)
+    assert not [w for w in caught if "torch_dtype" in str(w.message)], [str(w.message) for w in caught]

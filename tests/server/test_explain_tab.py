@@ -126,12 +126,13 @@ def test_pixel_step_budget_applies(serve: Any, tmp_path: Path) -> None:
 
 
 def test_the_guard_covers_explain(serve: Any, tmp_path: Path) -> None:
-    running = serve(ServerConfig(out=tmp_path / "outputs", token="s3cret"))
+    running = serve(ServerConfig(out=tmp_path / "outputs", token="explain-tab-s3cret"))
     with running.client() as client:
         assert client.post("/api/explain/schedules", json={}).status_code == 401
-        foreign = {"Authorization": "Bearer s3cret", "Origin": "http://evil.example"}
+        bearer = {"Authorization": "Bearer explain-tab-s3cret"}
+        foreign = {**bearer, "Origin": "http://evil.example"}
         assert client.post("/api/explain/schedules", json={}, headers=foreign).status_code == 403
-        figure(client.post("/api/explain/schedules", json={}, headers={"Authorization": "Bearer s3cret"}))
+        figure(client.post("/api/explain/schedules", json={}, headers=bearer))
 
 
 def test_a_figure_waits_for_the_model_and_comes_one_at_a_time(site: Running, client: httpx.Client) -> None:

@@ -113,3 +113,15 @@ def up(url: str) -> bool:
     except httpx.HTTPError:
         time.sleep(0.2)
         return False
+
+
+def test_start_removes_what_killed_saves_left(serve, config: ServerConfig) -> None:  # type: ignore[no-untyped-def]
+    day = config.out / "2026-01-01"
+    day.mkdir(parents=True)
+    stale, live = day / ".keypaint-k1ll3d.png.tmp", day / ".keypaint-busy.png.tmp"
+    for path in (stale, live):
+        path.write_bytes(b"\x89PNG half a picture")
+    then = time.time() - 3600
+    os.utime(stale, (then, then))
+    serve(config)
+    assert not stale.exists() and live.exists()  # the fresh one may belong to another running process

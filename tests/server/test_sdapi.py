@@ -145,11 +145,18 @@ def test_bad_requests_name_the_field(server: Running) -> None:
         "styles": {"prompt": "x", "styles": ["my A1111 style"], **FAST},
     }
     with server.client() as client:
-        for field, payload in cases.items():
+        for field, payload in [*cases.items(), ("cfg_scale", {"prompt": "x", "cfg_scale": 1e308, **FAST})]:
             response = client.post("/sdapi/v1/txt2img", json=payload)
             assert response.status_code == 422, (field, response.text)
             assert response.json()["detail"][0]["loc"][-1] == field, (field, response.json())
             assert response.json()["error"].startswith(field)
+        assert client.post("/api/jobs", json={"keywords": ["x"], "guidance_scale": 1e308}).status_code == 422
+        assert client.get("/api/info").json()["limits"]["max_guidance_scale"] == 30
+        not_utf8, too_deep = b'{"prompt": "\xff\xfe"}', b"[" * 100_000 + b"]" * 100_000
+        for path, body in (("/sdapi/v1/txt2img", not_utf8), ("/api/jobs", too_deep)):
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, response.text
+            assert response.json()["error"].startswith("body: ")
 
 
 def test_img2img_refuses_urls_and_bad_pictures(server: Running) -> None:
@@ -196,6 +203,34 @@ def test_progress_preview_and_interrupt_of_a_sync_request(server: Running) -> No
     response = answer["response"]
     assert isinstance(response, httpx.Response) and response.status_code == 200
     assert response.json()["images"] == [] and json.loads(response.json()["info"])["interrupted"] is True
+
+
+def test_interrupting_a_multi_batch_call_returns_the_finished_pictures(server: Running) -> None:
+    """n_iter 3, interrupted during its second batch: the first batch's picture comes back (A1111 does so)."""
+    import threading
+
+    answer: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        with server.client(timeout=300) as client:
+            body = {"prompt": "slow", "steps": 200, "width": 64, "height": 64, "n_iter": 3, "seed": 5}
+            answer["response"] = client.post("/sdapi/v1/txt2img", json=body)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    with server.client() as client:
+        # batch 2 runs (a loaded machine may take a while over batch 1)
+        wait_for(lambda: client.get("/sdapi/v1/progress").json()["state"]["job_no"] >= 1, timeout=240)
+        assert client.post("/sdapi/v1/interrupt").status_code == 200
+    caller.join(120)
+    response = answer["response"]
+    assert response.status_code == 200, response.text
+    info = json.loads(response.json()["info"])
+    images = response.json()["images"]
+    assert info["interrupted"] is True and 1 <= len(images) < 3
+    assert info["all_seeds"][:len(images)] == [5, 6][:len(images)] and len(info["infotexts"]) == len(images)
+    first = Image.open(io.BytesIO(base64.b64decode(images[0])))
+    assert first.size == (64, 64) and "Seed: 5" in first.info["parameters"]
 
 
 def test_speed_options_reach_every_model_the_server_loads(  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ def test_other_addresses_need_credentials(config: ServerConfig, painter) -> None
     for host in ("0.0.0.0", "192.168.1.5", "::"):
         with pytest.raises(ValueError, match="--auth"):
             create_app(replace(config, host=host), painter=painter)
-    replace(config, host="0.0.0.0", token="t0ken").check_bind()  # with credentials it may start
+    replace(config, host="0.0.0.0", token="t0ken-long-enough").check_bind()  # with credentials it may start
     replace(config, host="::1").check_bind()  # IPv6 loopback needs none
 
     app = typer.Typer()
@@ -39,7 +39,7 @@ def test_other_addresses_need_credentials(config: ServerConfig, painter) -> None
 
 
 def test_basic_auth_on_every_route(serve, config: ServerConfig) -> None:  # type: ignore[no-untyped-def]
-    running = serve(replace(config, auth=("ann", "s3cret")))
+    running = serve(replace(config, auth=("ann", "s3cret-horse-battery")))
     with running.client() as client:
         for method, path in ROUTES:
             response = client.request(method, path, json={} if method == "POST" else None)
@@ -47,7 +47,7 @@ def test_basic_auth_on_every_route(serve, config: ServerConfig) -> None:  # type
             assert response.headers["www-authenticate"].startswith("Basic")
         wrong = client.get("/api/info", auth=("ann", "guess"))
         assert wrong.status_code == 401
-    with running.client(auth=("ann", "s3cret")) as client:
+    with running.client(auth=("ann", "s3cret-horse-battery")) as client:
         assert client.get("/").status_code == 200
         job = client.post("/api/jobs", json={"keywords": ["x"], **FAST}).json()
         assert wait_job(client, job["id"])["status"] == "succeeded"
@@ -55,12 +55,12 @@ def test_basic_auth_on_every_route(serve, config: ServerConfig) -> None:  # type
 
 
 def test_token_as_header_or_cookie(serve, config: ServerConfig) -> None:  # type: ignore[no-untyped-def]
-    running = serve(replace(config, token="tok-123"))
+    running = serve(replace(config, token="tok-123-456-789"))
     with running.client() as client:
         assert client.get("/api/info").status_code == 401
         assert client.get("/api/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert client.get("/api/info", headers={"Authorization": "Bearer tok-123"}).status_code == 200
-        page = client.get("/", params={"token": "tok-123"})  # the link a user opens once
+        assert client.get("/api/info", headers={"Authorization": "Bearer tok-123-456-789"}).status_code == 200
+        page = client.get("/", params={"token": "tok-123-456-789"})  # the link a user opens once
         assert page.status_code == 200 and "keypaint_token" in page.headers["set-cookie"]
         assert "HttpOnly" in page.headers["set-cookie"]
         assert client.get("/api/info").status_code == 200  # the cookie carries it from now on
@@ -159,6 +159,44 @@ def test_png_info_and_uploads_never_fetch(server: Running) -> None:
         assert client.post("/sdapi/v1/png-info", json={"image": tiny}).status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--token", " "], {}, "is blank"),
+        ([], {"KEYPAINT_SERVE_TOKEN": " "}, "is blank"),
+        (["--token", "+"], {}, "shorter than 12 characters"),
+        (["--token", "short-tok"], {}, "shorter than 12 characters"),
+        (["--token", "a long token with spaces"], {}, "must not contain spaces"),
+        (["--auth", " : "], {}, "user name is blank"),
+        (["--auth", "ann:            "], {}, "password is blank"),
+        (["--auth", "ann:s3cret"], {}, "shorter than 12 characters"),
+        (["--auth", ""], {}, "USER:PASSWORD"),
+    ],
+)
+def test_blank_or_short_credentials_never_bind(tmp_path: Path, args: list[str], env: dict[str, str],
+                                               message: str) -> None:
+    """Before the model loads or a port is bound: exit 2 and one line naming the credential."""
+    app = typer.Typer()
+    app.command()(serve_command)
+    result = CliRunner().invoke(app, ["--host", "0.0.0.0", "--model", "nope", "--out", str(tmp_path / "o"),
+                                      *args], env=env)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "nope" not in result.output
+    assert len(result.output.strip().splitlines()) <= 2  # one message (wrapped at most once)
+    with pytest.raises(ValueError, match="blank"):
+        ServerConfig(token=" ").check_bind()  # on loopback too: a blank token is always a mistake
+
+
+def test_weak_credentials_are_not_accepted_by_the_gate(serve, config: ServerConfig) -> None:  # type: ignore[no-untyped-def]
+    """?token=%20, ?token=+ and Basic " : " against a server with a real token and password: all 401."""
+    running = serve(replace(config, token="t0ken-long-enough", auth=("ann", "s3cret-horse-battery")))
+    with running.client() as client:
+        for query in ("%20", "+", ""):
+            assert client.get(f"/api/info?token={query}").status_code == 401
+        assert client.get("/api/info", auth=(" ", " ")).status_code == 401
+        assert client.get("/api/info?token=t0ken-long-enough").status_code == 200
+
+
 @pytest.mark.parametrize("value", ["nobody", "ann:", ":pw"])
 def test_auth_option_format(value: str) -> None:
     from keypaint.server.config import parse_auth
@@ -168,6 +206,6 @@ def test_auth_option_format(value: str) -> None:
 
 
 def test_httpx_sees_401_challenge_for_streams(serve, config: ServerConfig) -> None:  # type: ignore[no-untyped-def]
-    running = serve(replace(config, auth=("a", "b")))
+    running = serve(replace(config, auth=("a", "b-long-password")))
     with httpx.Client(base_url=running.url) as client, client.stream("GET", "/api/jobs/x/events") as stream:
         assert stream.status_code == 401

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from keypaint.cli.errors import user_errors
 from keypaint.cli.images import parse_size, read_image
+from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import GenerationParams, Limits, LoraRef
 from keypaint.core.samplers import Sampler
@@ -61,9 +62,8 @@ def generate_command(
         list[str] | None,
         typer.Option(help="textual-inversion FILE (or a name in <home>/embeddings); repeatable"),
     ] = None,
-    allow_pickle: Annotated[
-        bool, typer.Option(help="allow .ckpt/.pt/.bin files (read weights-only)")
-    ] = False,
+    allow_pickle: AllowPickle = False,
+    max_model_gb: MaxModelGb = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     dtype: Annotated[
         str, typer.Option(help="auto (fp16 on GPUs, fp32 on CPUs), fp32, fp16 or bf16")
@@ -115,6 +115,7 @@ def generate_command(
     from keypaint.provenance.settings import ProvenanceSettings
 
     limits = Limits(max_pixels=max_pixels)
+    max_model_bytes = model_size_limit(max_model_gb)
     overrides: dict[str, Any] = {
         "steps": steps,
         "guidance_scale": cfg,
@@ -166,9 +167,13 @@ def generate_command(
         limits=limits,
         speed=speed,
         before_loading=_quiet_loading,
+        max_model_bytes=max_model_bytes,
     )
     results = _run_with_progress(painter, params)
     folder = output_dir(out)
+    from keypaint.outputs.leftovers import remove_stale_leftovers
+
+    remove_stale_leftovers(out)  # temporary files of saves a killed run never finished
     from keypaint.outputs.results import save_generated
 
     for result in results:

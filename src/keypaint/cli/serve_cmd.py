@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from keypaint.cli.errors import fail, user_errors
+from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import Limits
 
@@ -49,6 +50,8 @@ def serve_command(
     dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16")] = "auto",
     home: Annotated[Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
                     ] = None,
+    allow_pickle: AllowPickle = False,
+    max_model_gb: MaxModelGb = None,
     fast: Fast = False,
     deep_cache: DeepCache = 1,
     token_merging: TokenMerging = 0.0,
@@ -61,12 +64,13 @@ def serve_command(
     speed = SpeedOptions(fast=fast, deep_cache=deep_cache, token_merging=token_merging)
     speed.validate()  # before the model loads
     try:
-        credentials = parse_auth(auth) if auth else None
+        credentials = parse_auth(auth) if auth is not None else None
         config = ServerConfig(
             host=host, port=port, out=out, db=db, model=model, home=home, device=device, dtype=dtype,
             limits=Limits(max_pixels=max_pixels), speed=speed, max_pixel_steps=max_pixel_steps,
             max_queue=max_queue, max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials,
-            token=token or None, allowed_origins=tuple(allow_origin or ()),
+            token=token, allowed_origins=tuple(allow_origin or ()), allow_pickle=allow_pickle,
+            max_model_bytes=model_size_limit(max_model_gb),
         )
         config.check_bind()
     except ValueError as err:

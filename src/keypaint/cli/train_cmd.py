@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from keypaint.cli.errors import user_errors
+from keypaint.cli.model_options import AllowPickle
 
 train_app = typer.Typer(
     help="Train the built-in model's parts: `vae`, then `unet` on the VAE's latents (`lcm`, `scorer`).",
@@ -146,14 +147,21 @@ def export_command(
     dest: Annotated[Path, typer.Argument(help="Folder to write (diffusers layout, text encoder included).")],
     overwrite: Annotated[bool, typer.Option(help="Replace DEST if it exists.")] = False,
     fp32: Annotated[bool, typer.Option(help="Save float32 weights instead of float16.")] = False,
+    allow_pickle: AllowPickle = False,
 ) -> None:
-    """Write MODEL as a standalone diffusers folder that `DiffusionPipeline.from_pretrained` loads."""
+    """Write MODEL as a standalone diffusers folder that `DiffusionPipeline.from_pretrained` loads.
+
+    With --allow-pickle this converts a .ckpt/.pt checkpoint (weights only) to safetensors once.
+    """
+    from keypaint.models.preflight import check_model
+
+    check_model(model, allow_pickle=allow_pickle)  # a bad model fails before PyTorch is imported
     import torch
 
     from keypaint.builtin.export import export_model
     from keypaint.models.loader import load_model
 
-    loaded = load_model(model)
+    loaded = load_model(model, allow_pickle=allow_pickle)
     path = export_model(loaded, dest, overwrite=overwrite, dtype=torch.float32 if fp32 else torch.float16)
     typer.echo(f"exported {loaded.name} to {path}")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from PIL import Image
 
@@ -64,6 +64,14 @@ class GeneratedImage:
     device: str
     dtype: str
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. a best-of score
+
+
+class Interrupted(Cancelled):
+    """A run stopped after some of its batches finished: their pictures are in `done` (A1111 returns them)."""
+
+    def __init__(self, done: list[GeneratedImage]) -> None:
+        super().__init__(f"generation cancelled after {len(done)} picture(s)")
+        self.done = done
 
 
 StepCallback = Callable[[StepEvent], None]
@@ -135,14 +143,22 @@ class Painter:
         limits: Limits = Limits(),
         speed: SpeedOptions | None = None,
         before_loading: Callable[[], None] | None = None,
+        max_model_bytes: int | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
-        The content policy of `home` (blocked keywords) is read first and applies to every request. With
-        `speed.frozen`, the built-in model on a CPU starts from its frozen bundle if a run left one.
-        `before_loading` runs just before the full model loads (the CLI quiets loading progress bars).
+        The model (and `vae`) are checked first without PyTorch (`models.preflight`: pickles, headers, the
+        size limit `max_model_bytes`), so a bad one is refused in milliseconds. The content policy of `home`
+        (blocked keywords) applies to every request. With `speed.frozen`, the built-in model on a CPU starts
+        from its frozen bundle if a run left one. `before_loading` runs just before the full model loads
+        (the CLI quiets loading progress bars).
         """
+        from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
+
+        check_model(model, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
+        if vae is not None:
+            check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
 
         policy = ContentPolicy.load(home)
         if speed is not None:
@@ -157,7 +173,8 @@ class Painter:
             torch_device = pick_device(device)
             torch_dtype = pick_dtype(torch_device, dtype)
             return load_model(
-                model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype
+                model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype,
+                max_bytes=max_model_bytes,
             )
 
         frozen = None
@@ -265,17 +282,21 @@ class Painter:
             embeddings=active.embeddings,
         )
         results: list[GeneratedImage] = []
-        for batch in range(params.batch_count):
-            if should_stop is not None and should_stop():
-                raise Cancelled("generation cancelled")
-            batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
-            images = run.run_batch(
-                params, batch_seeds, embeds, _reporter(on_step, batch, params.batch_count), should_stop
-            )
-            results += self._results(params, batch, batch_seeds, images, active.extra,
-                                     str(self.device), dtype_name(self.dtype))
-        for result in results:  # approximations change the picture: record them beside the params
-            result.extra.update(approximations(self.speed.options))
+        try:
+            for batch in range(params.batch_count):
+                if should_stop is not None and should_stop():
+                    raise Cancelled("generation cancelled")
+                batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
+                images = run.run_batch(
+                    params, batch_seeds, embeds, _reporter(on_step, batch, params.batch_count), should_stop
+                )
+                made = self._results(params, batch, batch_seeds, images, active.extra, str(self.device),
+                                     dtype_name(self.dtype))
+                for result in made:  # approximations change the picture: record them beside the params
+                    result.extra.update(approximations(self.speed.options))
+                results += made
+        except Cancelled:
+            _raise_with_finished(results)
         self._record(params, active.prompt == params.prompt and not active.embeddings)
         return results
 
@@ -297,18 +318,21 @@ class Painter:
             jobs[size] = job
         seeds = params.seeds()
         results: list[GeneratedImage] = []
-        for batch in range(params.batch_count):
-            if should_stop is not None and should_stop():
-                raise Cancelled("generation cancelled")
-            batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
-            report = _reporter(on_step, batch, params.batch_count)
+        try:
+            for batch in range(params.batch_count):
+                if should_stop is not None and should_stop():
+                    raise Cancelled("generation cancelled")
+                batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
+                report = _reporter(on_step, batch, params.batch_count)
 
-            def on_latents(k: int, latents: Any, report: Any = report) -> None:
-                if report is not None:
-                    report(k + 1, params.steps, latents, None)
+                def on_latents(k: int, latents: Any, report: Any = report) -> None:
+                    if report is not None:
+                        report(k + 1, params.steps, latents, None)
 
-            images = self.frozen.run(jobs[len(batch_seeds)], batch_seeds, on_latents, should_stop)
-            results += self._results(params, batch, batch_seeds, images, extra, "cpu", "fp32")
+                images = self.frozen.run(jobs[len(batch_seeds)], batch_seeds, on_latents, should_stop)
+                results += self._results(params, batch, batch_seeds, images, extra, "cpu", "fp32")
+        except Cancelled:
+            _raise_with_finished(results)
         return results
 
     def _record(self, params: GenerationParams, plain_prompt: bool) -> None:
@@ -360,13 +384,23 @@ class Painter:
         for k in range(params.total_images):
             assert params.seed >= 0
             candidates = replace(params, seed=params.seed + k * n, batch_size=n, batch_count=1, best_of=1)
-            results = self.generate(candidates, on_step=on_step, should_stop=should_stop)
+            try:
+                results = self.generate(candidates, on_step=on_step, should_stop=should_stop)
+            except Cancelled:  # a picture's candidates cut short are no pick: only the kept ones count
+                _raise_with_finished(kept)
             best, scores = pick_best(self._scorer, [r.image for r in results], params.prompt)
             winner = results[best]
             winner.index = k
             winner.extra.update({"Match score": round(float(scores[best]), 4), "Best of": n})
             kept.append(winner)
         return kept
+
+
+def _raise_with_finished(done: list[GeneratedImage]) -> NoReturn:
+    """Re-raise the `Cancelled` being handled, as `Interrupted` carrying `done` if any picture finished."""
+    if done:
+        raise Interrupted(list(done)) from None
+    raise Cancelled("generation cancelled") from None
 
 
 def _reporter(on_step: StepCallback | None, batch: int, batches: int) -> Any:

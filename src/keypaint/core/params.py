@@ -41,6 +41,7 @@ class Limits:
     max_prompt_chars: int = 10_000
     max_best_of: int = 16
     max_adapters: int = 8  # LoRAs, and textual-inversion embeddings, per request
+    max_guidance_scale: float = 30.0  # A1111's CFG slider ends here; far beyond, guidance overflows to NaN
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class GenerationParams:
             raise InvalidParams("guidance_scale", "must be a number")
         if self.guidance_scale < 0:
             raise InvalidParams("guidance_scale", f"must be >= 0, got {self.guidance_scale}")
+        if self.guidance_scale > limits.max_guidance_scale:
+            raise InvalidParams("guidance_scale",
+                                f"must be at most {limits.max_guidance_scale:g}, got {self.guidance_scale:g}")
         if not isinstance(self.sampler, Sampler):
             raise InvalidParams("sampler", f"must be a Sampler, got {self.sampler!r}")
         if not isinstance(self.expand_keywords, bool):

@@ -16,11 +16,14 @@ the folder has), since that is what tells two SD fine-tunes apart.
 from __future__ import annotations
 
 import importlib
+import pickle
 import tempfile
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
+from packaging.version import Version
 
 from keypaint.errors import ModelError
 from keypaint.models.assemble import assemble_pipeline, check_complete
@@ -28,48 +31,51 @@ from keypaint.models.configs import shipped_config
 from keypaint.models.detect import Detected, detect_checkpoint, kind_from_diffusers
 from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import LoadedModel, ModelKind
-from keypaint.models.registry import (
-    BUILTIN_ALIASES,
-    BUILTIN_NAME,
-    is_diffusers_folder,
-    keypaint_home,
-    resolve_model,
-)
+from keypaint.models.preflight import CheckedFile, check_model, check_vae
+from keypaint.models.registry import BUILTIN_NAME, is_diffusers_folder, keypaint_home
 from keypaint.models.safety import (
-    PICKLE_SUFFIXES,
     SAFETENSORS_SUFFIX,
     is_pickle,
     load_safetensors,
     pickle_to_safetensors,
     read_safetensors_header,
     refuse_pickle,
+    unpickling_refusal,
 )
 from keypaint.models.single_file import has_vae, pipeline_from_checkpoint, vae_like
 from keypaint.prompts.vocabulary import Vocabulary
 
+# diffusers >= 0.42 names the pipeline's argument `dtype` and warns about `torch_dtype` on every load;
+# older releases know only `torch_dtype`.
+_DTYPE_ARG = "dtype" if Version(package_version("diffusers")) >= Version("0.42") else "torch_dtype"
 _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                  "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin")
 
 
 def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | Path | None = None,
                allow_pickle: bool = False, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32, config_dir: Path | None = None) -> LoadedModel:
+               dtype: torch.dtype = torch.float32, config_dir: Path | None = None,
+               max_bytes: int | None = None) -> LoadedModel:
     """Load the model `spec` names, offline; ModelError (one line) for anything missing or unsafe.
 
     `vae` replaces the model's VAE with a separate file or diffusers folder. `config_dir` replaces the
-    shipped config used to convert a single file (tests use tiny models' saved folders).
+    shipped config used to convert a single file (tests use tiny models' saved folders). `max_bytes` caps
+    a model's size on disk (default: `preflight.max_model_bytes()`). Everything `check_model` can tell is
+    checked first, so a bad file is refused in milliseconds, before it is hashed or read.
     """
     home = home or keypaint_home()
-    if spec is None or (isinstance(spec, str) and spec in BUILTIN_ALIASES):
-        model = _load_builtin(device, dtype)
-    else:
-        path = resolve_model(spec, home)
-        if path.is_dir():
-            model = _load_folder(path, home, dtype, allow_pickle)
-        else:
-            model = _load_file(path, home, dtype, allow_pickle, config_dir)
+    checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
+    vae_path = None
     if vae is not None:
-        model.pipe.vae = _load_vae(vae, model.pipe.vae, home, dtype, allow_pickle)
+        vae_path = check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
+    if checked is None:
+        model = _load_builtin(device, dtype)
+    elif checked.path.is_dir():
+        model = _load_folder(checked.path, home, dtype, allow_pickle)
+    else:
+        model = _load_file(checked, home, dtype, config_dir)
+    if vae_path is not None:
+        model.pipe.vae = _load_vae(vae_path, model.pipe.vae, home, dtype, allow_pickle)
         model.pipe.register_modules(vae=model.pipe.vae)
     model.pipe.to(device)
     return model
@@ -102,16 +108,12 @@ def _scratch_dir(home: Path) -> tempfile.TemporaryDirectory[str]:
 def _read_state_dict(path: Path, home: Path, allow_pickle: bool,
                      sidecar: Path | None) -> tuple[dict[str, torch.Tensor], Detected | None]:
     """Validated tensors of `path` (pickles converted first) and, when they hold a U-Net, what model it is."""
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
+    if is_pickle(path):
         if not allow_pickle:
             raise refuse_pickle(path)
         with _scratch_dir(home) as tmp:
             converted = pickle_to_safetensors(path, Path(tmp) / f"{path.stem}{SAFETENSORS_SUFFIX}")
             return _read_state_dict(converted, home, False, sidecar)
-    if suffix != SAFETENSORS_SUFFIX:
-        raise ModelError(f"{path.name}: unsupported model file type {path.suffix or '(none)'!r}; "
-                         "expected .safetensors (or a pickle with --allow-pickle)")
     header = read_safetensors_header(path)
     detected = None
     if any(k.startswith("model.diffusion_model.") for k in header.tensors) or sidecar is not None:
@@ -119,18 +121,21 @@ def _read_state_dict(path: Path, home: Path, allow_pickle: bool,
     return load_safetensors(path), detected
 
 
-def _load_file(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool,
-               config_dir: Path | None) -> LoadedModel:
-    if is_pickle(path) and not allow_pickle:
-        raise refuse_pickle(path)  # before hashing: never spend time on a file we will not open
-    sha = file_sha256(path, home=home)
+def _load_file(checked: CheckedFile, home: Path, dtype: torch.dtype, config_dir: Path | None) -> LoadedModel:
+    """A single file that passed `check_model`: hashed (once, then cached), read, converted."""
+    path = checked.path
     sidecar = path.with_suffix(".yaml")
-    checkpoint, detected = _read_state_dict(path, home, allow_pickle, sidecar if sidecar.is_file() else None)
+    sidecar = sidecar if sidecar.is_file() else None
+    if config_dir is not None and not (config_dir / "model_index.json").is_file():
+        raise ModelError(f"config folder {config_dir} has no model_index.json")
+    sha = file_sha256(path, home=home)
+    if checked.header is None:  # an allowed pickle: converted to safetensors, then validated like one
+        checkpoint, detected = _read_state_dict(path, home, True, sidecar)
+    else:
+        checkpoint, detected = load_safetensors(path), checked.detected
     if detected is None:
         raise ModelError(f"{path.name}: no Stable Diffusion U-Net in this file (no model.diffusion_model.*); "
                          "is it a LoRA, a VAE or an embedding rather than a full model?")
-    if config_dir is not None and not (config_dir / "model_index.json").is_file():
-        raise ModelError(f"config folder {config_dir} has no model_index.json")
     folder = config_dir or shipped_config(detected.config)
     # The shipped configs match the detected parameterization by construction; an explicit config_dir is
     # taken as the caller's word, scheduler included.
@@ -140,34 +145,15 @@ def _load_file(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool,
     return LoadedModel(name=path.stem, kind=detected.kind, pipe=pipe, sha256=sha, source=path)
 
 
-def _pickle_only_parts(folder: Path) -> list[str]:
-    """Subfolders whose weights exist only as pickles (.bin/.ckpt/.pt/.pth)."""
-    parts = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = [f for f in sub.iterdir() if f.is_file()]
-        has_pickle = any(f.suffix.lower() in PICKLE_SUFFIXES for f in files)
-        if has_pickle and not any(f.suffix.lower() == SAFETENSORS_SUFFIX for f in files):
-            parts.append(sub.name)
-    return parts
-
-
 def _load_folder(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool) -> LoadedModel:
-    if not is_diffusers_folder(path):
-        raise ModelError(f"{path} is a folder but not a diffusers model (no model_index.json)")
-    pickled = _pickle_only_parts(path)
-    if pickled and not allow_pickle:
-        raise ModelError(f"{path.name}: {', '.join(pickled)} weights are pickles (.bin), which can run code "
-                         "when loaded; convert them to safetensors, or pass --allow-pickle to read them "
-                         "weights-only")
     index = DiffusionPipeline.load_config(str(path))
     skip = {k: None for k in ("safety_checker", "feature_extractor", "image_encoder") if k in index}
     try:
         # diffusers and transformers read any .bin here with torch.load(weights_only=True).
-        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
+        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, **{_DTYPE_ARG: dtype},
                                                  use_safetensors=None if allow_pickle else True, **skip)
     except Exception as e:  # OSError/ValueError/EnvironmentError from a broken or partial folder
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ModelError(f"{path.name}: cannot load this diffusers folder ({msg[:300]})") from None
+        raise ModelError(f"{path.name}: cannot load this diffusers folder ({_why(e)})") from None
     unet = getattr(pipe, "unet", None)
     if unet is None:
         raise ModelError(f"{path.name}: {type(pipe).__name__} has no U-Net; not a Stable Diffusion model")
@@ -181,10 +167,9 @@ def _load_folder(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool)
                        vocabulary=Vocabulary.beside(path))
 
 
-def _load_vae(spec: str | Path, reference: AutoencoderKL, home: Path, dtype: torch.dtype,
+def _load_vae(path: Path, reference: AutoencoderKL, home: Path, dtype: torch.dtype,
               allow_pickle: bool) -> AutoencoderKL:
     """A separate VAE (single file or diffusers folder) to use in place of the model's own."""
-    path = resolve_model(spec, home)
     if path.is_dir():
         sub = "vae" if is_diffusers_folder(path) else None
         try:
@@ -192,13 +177,18 @@ def _load_vae(spec: str | Path, reference: AutoencoderKL, home: Path, dtype: tor
             vae = AutoencoderKL.from_pretrained(str(path), subfolder=sub, local_files_only=True,
                                                 torch_dtype=dtype, use_safetensors=use_safetensors)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            raise ModelError(f"{path.name}: cannot load this VAE folder ({msg[:300]})") from None
+            raise ModelError(f"{path.name}: cannot load this VAE folder ({_why(e)})") from None
         check_complete(vae, path.name, "VAE")
         return vae
-    if is_pickle(path) and not allow_pickle:
-        raise refuse_pickle(path)
     checkpoint, _ = _read_state_dict(path, home, allow_pickle, None)
     if not has_vae(checkpoint):
         raise ModelError(f"{path.name}: not a VAE (no decoder.conv_in.weight in any known layout)")
     return vae_like(reference, checkpoint, dtype, path.name)
+
+
+def _why(error: Exception) -> str:
+    """The first line of a library's error, or why weights-only unpickling refused (never its advice)."""
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        return f"a pickle holds more than weights: {unpickling_refusal(error)}"
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else error.__class__.__name__

@@ -123,11 +123,43 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path.name}: cannot read tensors ({str(e).splitlines()[0]})") from None
 
 
-def refuse_pickle(path: Path) -> ModelError:
-    return ModelError(
-        f"{path.name} is a pickle checkpoint, which can run code when loaded; convert it to .safetensors, "
-        "or pass --allow-pickle to read its weights (weights-only) if you trust where it came from"
-    )
+# What a person at the command line can do about a refused pickle (the server words its own answer).
+CLI_PICKLE_REMEDY = ("if you trust where it came from, read its weights only with --allow-pickle (keypaint "
+                     "generate, serve, export and finetune take it), or convert it once: keypaint export "
+                     "{name} FOLDER --allow-pickle")
+
+
+class PickleRefused(ModelError):
+    """A pickle met without permission to read it; `remedy` says how to give it ({name}: the file)."""
+
+    def __init__(self, path: Path, what: str, remedy: str = CLI_PICKLE_REMEDY) -> None:
+        self.path, self.what = path, what
+        super().__init__(f"{what}, which can run code when loaded; {remedy.format(name=path.name)}")
+
+    def reworded(self, remedy: str) -> PickleRefused:
+        return PickleRefused(self.path, self.what, remedy)
+
+
+def refuse_pickle(path: Path) -> PickleRefused:
+    return PickleRefused(path, f"{path.name} is a pickle checkpoint")
+
+
+def unpickling_refusal(error: BaseException) -> str:
+    """Why `torch.load(weights_only=True)` refused a file, without PyTorch's advice to turn that off.
+
+    Its message explains that `weights_only=False` "will likely succeed": for a file that carries code, the
+    one thing never to do. Only the sentence naming what the file holds is kept.
+    """
+    lines = [line.strip() for line in str(error).splitlines()]
+    for marker in ("WeightsUnpickler error:", "GLOBAL", "Unsupported"):  # PyTorch's wordings, 2.6 to 2.13
+        for line in lines:
+            if marker not in line:
+                continue
+            reason = line.split("WeightsUnpickler error:")[-1].strip()
+            reason = reason.split(" Please ", 1)[0].split(" You can use ", 1)[0]  # later sentences: advice
+            if reason and "weights_only" not in reason:
+                return reason[:200].rstrip(" .")
+    return "it holds objects other than tensors"
 
 
 def load_pickle_weights(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
@@ -143,8 +175,8 @@ def load_pickle_weights(path: Path) -> tuple[dict[str, torch.Tensor], int | None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "refused"
-        raise ModelError(f"{path.name}: weights-only loading refused this pickle ({first[:200]})") from None
+        raise ModelError(f"{path.name}: this pickle holds more than weights, so keypaint will not read it "
+                         f"({unpickling_refusal(e)})") from None
     except Exception as e:  # zip/EOF errors from a damaged file
         why = e.__class__.__name__
         raise ModelError(f"{path.name}: cannot read this pickle checkpoint ({why})") from None

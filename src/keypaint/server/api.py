@@ -166,6 +166,7 @@ def job_router(state: ServerState) -> APIRouter:
             "limits": {"max_pixels": limits.max_pixels, "max_steps": limits.max_steps,
                        "max_batch_size": limits.max_batch_size, "max_batch_count": limits.max_batch_count,
                        "max_prompt_chars": limits.max_prompt_chars,
+                       "max_guidance_scale": limits.max_guidance_scale,
                        "max_pixel_steps": state.config.max_pixel_steps},
             "queue": {"queued": store.queued_count(), "max": state.config.max_queue},
         }

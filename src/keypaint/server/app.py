@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from keypaint.core.painter import Painter
+from keypaint.outputs.leftovers import remove_stale_leftovers
 from keypaint.outputs.store import check_writable
 from keypaint.server.api import job_router
 from keypaint.server.config import ServerConfig
@@ -34,7 +35,8 @@ def default_factory(config: ServerConfig) -> PainterFactory:
 
     def load(name: str | None) -> Painter:
         return Painter.load(name, device=config.device, dtype=config.dtype, home=config.home,
-                            limits=config.limits, speed=config.speed)
+                            limits=config.limits, speed=config.speed, allow_pickle=config.allow_pickle,
+                            max_model_bytes=config.max_model_bytes)
 
     return load
 
@@ -44,10 +46,12 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
     """The app for `config`; `painter` is the model to start with (default: `factory(config.model)`)."""
     config.check_bind()
     check_writable(config.out)
+    remove_stale_leftovers(config.out)  # temporary files of saves a killed server never finished
     factory = factory or default_factory(config)
     painter = painter or factory(config.model)
     store = Store(config.db_path)
-    host = ModelHost(factory, painter, home=config.home)
+    host = ModelHost(factory, painter, home=config.home, allow_pickle=config.allow_pickle,
+                     max_model_bytes=config.max_model_bytes)
     worker = Worker(store, host, config)
     state = ServerState(config, store, host, worker)
 

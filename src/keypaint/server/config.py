@@ -10,6 +10,8 @@ from keypaint.core.params import Limits
 from keypaint.core.speed.options import SpeedOptions
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# A token or password shorter than this can be guessed by a client that simply keeps asking.
+MIN_SECRET_CHARS = 12
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class ServerConfig:
     token: str | None = None  # bearer token (or ?token= once on the page, which sets a cookie)
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed to change state (besides our own)
     preview_interval_s: float = 0.25  # at most one preview image per this many seconds
+    allow_pickle: bool = False  # load .ckpt/.pt/.bin models (weights only), at start and per request
+    max_model_bytes: int | None = None  # largest model file or folder; None: models.preflight's default
 
     @property
     def db_path(self) -> Path:
@@ -44,11 +48,35 @@ class ServerConfig:
         return self.auth is not None or self.token is not None
 
     def check_bind(self) -> None:
-        """Refuse to listen beyond this machine without credentials (a `ValueError` saying why)."""
+        """Refuse to listen beyond this machine without credentials, or with credentials anyone could
+        guess (a `ValueError` saying why)."""
+        self.check_credentials()
         if not is_loopback(self.host) and not self.secured:
             raise ValueError(
                 f"binding {self.host} exposes keypaint to the network: give --auth USER:PASS or --token TOKEN"
             )
+
+
+    def check_credentials(self) -> None:
+        """A blank or short token or password would let anyone in while looking secured: refuse it."""
+        if self.token is not None:
+            _check_secret("--token (or KEYPAINT_SERVE_TOKEN)", self.token)
+            if any(ch.isspace() or not ch.isprintable() for ch in self.token):
+                raise ValueError("--token (or KEYPAINT_SERVE_TOKEN) must not contain spaces or control "
+                                 "characters: it travels in a header, a cookie or ?token=")
+        if self.auth is not None:
+            user, password = self.auth
+            if not user.strip():
+                raise ValueError("--auth: the user name is blank")
+            _check_secret("--auth's password", password)
+
+
+def _check_secret(what: str, secret: str) -> None:
+    if not secret.strip():
+        raise ValueError(f"{what} is blank")
+    if len(secret.strip()) < MIN_SECRET_CHARS:
+        raise ValueError(f"{what} is shorter than {MIN_SECRET_CHARS} characters, easy to guess; "
+                         "e.g. python -c 'import secrets; print(secrets.token_urlsafe())' makes a good one")
 
 
 def is_loopback(host: str) -> bool:

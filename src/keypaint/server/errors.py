@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from keypaint.errors import InvalidParams, KeypaintError
 from keypaint.server.store import QueueFull
@@ -39,6 +40,16 @@ def install(app: FastAPI, retry_after: Any) -> None:
         first = detail[0] if detail else {"loc": ["body"], "msg": "invalid request"}
         field = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return JSONResponse({"detail": detail, "error": f"{field}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        # FastAPI's own 400s (a body that is not UTF-8, or JSON nested past the parser's depth) and 404s
+        # carry only `detail`; every answer here also has the one-line `error`.
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "body: not JSON keypaint can read (invalid UTF-8, or nested too deeply)"
+        return JSONResponse({"detail": exc.detail, "error": message}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(InvalidParams)
     async def _invalid(_request: Request, exc: InvalidParams) -> JSONResponse:

@@ -1,7 +1,8 @@
 """`ModelHost`: the one loaded model the worker paints with, and switching it by name.
 
 Holding the model is the device's lock: a switch waits until the running job is done, so a job never
-sees its model change under it (the order A1111's /sdapi/v1/options gives too).
+sees its model change under it (the order A1111's /sdapi/v1/options gives too). A model named by a request
+is checked (`models.preflight`: pickles, headers, size) when the request arrives, before it is queued.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from pathlib import Path
 
 from keypaint.core.painter import Painter
 from keypaint.errors import ModelError
+from keypaint.models.preflight import check_model
 from keypaint.models.registry import BUILTIN_ALIASES, BUILTIN_NAME, list_models
+from keypaint.models.safety import PickleRefused
 
 PainterFactory = Callable[[str | None], Painter]
 
 _HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]$")
 _MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# What a client is told about a pickle: only the server's operator can allow one.
+SERVER_PICKLE_REMEDY = ("this server loads pickles only when started with keypaint serve --allow-pickle "
+                        "(or once its operator converts the file: "
+                        "keypaint export {name} FOLDER --allow-pickle)")
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,12 @@ def model_key(text: str) -> str:
 class ModelHost:
     """Loads models through `factory` (by default `Painter.load`) and keeps the current one."""
 
-    def __init__(self, factory: PainterFactory, painter: Painter, *, home: Path | None = None) -> None:
+    def __init__(self, factory: PainterFactory, painter: Painter, *, home: Path | None = None,
+                 allow_pickle: bool = False, max_model_bytes: int | None = None) -> None:
         self._factory = factory
         self._home = home
+        self._allow_pickle = allow_pickle
+        self._max_model_bytes = max_model_bytes
         self._painter = painter
         self._default = painter.model.name
         self._lock = threading.RLock()
@@ -78,14 +88,32 @@ class ModelHost:
         return infos
 
     def resolve(self, text: str) -> str:
-        """The name of the available model `text` means; `ModelError` if none."""
+        """The name of the available model `text` means, checked for loading; `ModelError` if none or if
+        it cannot be loaded (the same message for /sdapi/v1/options and a request's own model).
+
+        A1111 titles, file names and bare names all match by name; a path must be the listed file itself,
+        so "/any/dir/x.safetensors" never runs another folder's x."""
+        info = self._find(text)
+        if info.name != self._painter.model.name:
+            try:
+                check_model(Path(info.filename) if info.name != BUILTIN_NAME else None, home=self._home,
+                            allow_pickle=self._allow_pickle, max_bytes=self._max_model_bytes)
+            except PickleRefused as exc:
+                raise exc.reworded(SERVER_PICKLE_REMEDY) from None
+        return info.name
+
+    def _find(self, text: str) -> ModelInfo:
         key = model_key(text)
         if key in BUILTIN_ALIASES:
             key = BUILTIN_NAME
-        for info in self.available():
-            if key in (info.name, model_key(info.filename)):
-                return info.name
-        known = ", ".join(m.name for m in self.available())
+        given = Path(_HASH_SUFFIX.sub("", text.strip())).expanduser()
+        available = self.available()
+        for info in available:
+            if key not in (info.name, model_key(info.filename)):
+                continue
+            if given.parent == Path(".") or given.resolve() == Path(info.filename).resolve():
+                return info
+        known = ", ".join(m.name for m in available)
         raise ModelError(f"unknown model {text!r}; available: {known}")
 
     @contextmanager
@@ -107,5 +135,8 @@ class ModelHost:
         return name
 
     def _load(self, name: str) -> None:
-        painter = self._factory(None if name == BUILTIN_NAME else name)
+        try:
+            painter = self._factory(None if name == BUILTIN_NAME else name)
+        except PickleRefused as exc:
+            raise exc.reworded(SERVER_PICKLE_REMEDY) from None
         self._painter = painter  # the old model is dropped only once the new one has loaded

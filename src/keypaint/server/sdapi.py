@@ -83,8 +83,11 @@ def sdapi_router(state: ServerState) -> APIRouter:
 
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
+        # A1111 shows absolute paths; beyond loopback they would tell strangers about the server's disk.
+        local = is_loopback(state.config.host)
         return [{"title": m.title, "model_name": m.name, "hash": m.sha256[:10] if m.sha256 else None,
-                 "sha256": m.sha256, "filename": m.filename, "config": None} for m in state.host.available()]
+                 "sha256": m.sha256, "filename": m.filename if local else Path(m.filename).name,
+                 "config": None} for m in state.host.available()]
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

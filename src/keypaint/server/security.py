@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from urllib.parse import parse_qs
 
@@ -142,7 +143,12 @@ def _hostname(host: str) -> str:
 
 
 def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    """Constant time, length included: both sides are hashed to 32 bytes before they are compared."""
+    return hmac.compare_digest(_digest(a), _digest(b))
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def _cookie(header: str, name: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from keypaint.core.painter import GeneratedImage, StepEvent
+from keypaint.core.painter import GeneratedImage, Interrupted, StepEvent
 from keypaint.errors import Cancelled, KeypaintError
 from keypaint.outputs.results import infotext_for, metadata_for, save_generated
 from keypaint.outputs.store import output_dir
@@ -211,6 +211,11 @@ class Worker:
 
                 results = painter.generate(spec.params(init, mask), on_step=on_step, should_stop=should_stop)
             self._succeed(job, spec, results)
+        except Interrupted as exc:  # stopped after some batches: keep what was finished, as A1111 does
+            if self._stopping.is_set() and not cancel.is_set():
+                self._fail(job.id, "the server stopped while this job was running", progress)
+            else:
+                self._succeed(job, spec, exc.done, status="cancelled")
         except Cancelled:
             if self._stopping.is_set() and not cancel.is_set():
                 self._fail(job.id, "the server stopped while this job was running", progress)
@@ -230,7 +235,9 @@ class Worker:
             log.exception("job %s failed", job.id)
             self._fail(job.id, f"{exc.__class__.__name__}: {exc}"[:500], progress)
 
-    def _succeed(self, job: JobRecord, spec: JobSpec, results: list[GeneratedImage]) -> None:
+    def _succeed(self, job: JobRecord, spec: JobSpec, results: list[GeneratedImage],
+                 status: JobStatus = "succeeded") -> None:
+        """Save and record `results`; a job cancelled after some batches keeps those ("cancelled")."""
         infotexts = [infotext_for(r) for r in results]
         image_ids: list[int] = []
         paths: list[Path] = []
@@ -245,11 +252,12 @@ class Worker:
                     height=height, infotext=infotext, metadata=metadata_for(result), spec=spec.to_json(),
                 ))
         info = _run_info(results, infotexts)
-        self.store.finish(job.id, "succeeded", image_ids=image_ids, info=info)
+        error = "cancelled" if status == "cancelled" else None
+        self.store.finish(job.id, status, image_ids=image_ids, info=info, error=error)
         outcome = self._outcomes.get(job.id)
         if outcome is not None:
             outcome.images, outcome.infotexts, outcome.paths = results, infotexts, paths
-        self._settle(job.id, "succeeded")
+        self._settle(job.id, status, error=error)
 
     def _fail(self, job_id: str, error: str, progress: Progress, status: JobStatus = "failed") -> None:
         info = {"steps_done": progress.step, "batch": progress.batch}
