@@ -18,12 +18,11 @@ from PIL import Image, PngImagePlugin
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
+from keypaint.outputs.files import _reserve_and_replace, next_number
 from keypaint.outputs.infotext import build_infotext, parse_infotext
 from keypaint.outputs.store import (
     ImageMetadata,
-    _reserve_and_replace,
     check_writable,
-    next_number,
     output_dir,
     params_from_image,
     params_from_metadata,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from keypaint.core.params import GenerationParams, Limits
+from keypaint.core.result import GeneratedImage
 from keypaint.core.speed.options import SpeedOptions, approximations
 from keypaint.errors import Cancelled, InvalidParams
 
@@ -48,21 +49,6 @@ class StepEvent:
     # x_t after this step: a tensor on the model's device (a numpy array on the frozen path)
     latents: torch.Tensor = field(repr=False)
     denoised: torch.Tensor | None = field(default=None, repr=False)  # the step's x_0 estimate (fp32)
-
-
-@dataclass
-class GeneratedImage:
-    """One picture and everything needed to make it again."""
-
-    image: Image.Image
-    seed: int
-    params: GenerationParams  # params that re-make exactly this picture alone (its seed, batch of one)
-    index: int  # position within the run
-    model_name: str
-    model_hash: str | None
-    device: str
-    dtype: str
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a best-of score
 
 
 StepCallback = Callable[[StepEvent], None]
