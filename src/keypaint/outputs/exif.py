@@ -2,9 +2,10 @@
 
 Pillow writes a UserComment given as bytes with type BYTE, which EXIF readers flag (exiftool -validate:
 "Non-standard format (int8u)"); the EXIF 2.32 standard gives it type UNDEFINED: an 8-byte character code
-("ASCII\\0\\0\\0" or "UNICODE\\0") and then the text. A1111 writes the infotext there (UNICODE, UTF-16 in
-the file's big-endian byte order), and its reader (piexif) reads both codes. A JPEG also gets the tags
-EXIF requires of it (ExifVersion, resolution, colour space ...), so validators find nothing missing.
+(here "UNICODE\\0") and then the text. keypaint writes the infotext there as A1111 does: UNICODE, UTF-16 in
+the file's big-endian byte order, the only form readers such as sd-parsers decode (they skip 8 bytes and
+read UTF-16 BE whatever the code says). A JPEG also gets the tags EXIF requires of it (ExifVersion,
+resolution, colour space ...), so validators find nothing missing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ Entry = tuple[int, int, int, bytes]  # tag, type, count, value bytes (big-endian
 
 
 def user_comment(text: str) -> bytes:
-    """EXIF UserComment: "ASCII\\0\\0\\0" + the text when it is ASCII, else "UNICODE\\0" + UTF-16 BE."""
-    if text.isascii():
-        return b"ASCII\0\0\0" + text.encode("ascii")
+    """EXIF UserComment as A1111 writes it: the character code "UNICODE\\0", then UTF-16 big-endian."""
     return b"UNICODE\0" + text.encode("utf-16-be")
 
 

@@ -3,7 +3,7 @@
 A saved PNG holds two text chunks: `parameters` (A1111's infotext, which A1111, Forge, Civitai and image
 viewers show) and `keypaint` (JSON with everything needed to make the same picture again), plus an XMP
 packet when the caller gives one (the "made by AI" marks, see keypaint.provenance). JPEG and WebP files
-carry the infotext in EXIF UserComment (where A1111 writes it) and the JSON inside
+carry the infotext in EXIF UserComment (where A1111 writes it, see `outputs.exif`) and the JSON inside
 the XMP packet. Files are numbered the way A1111 numbers them (`00000-<seed>.png`) and never overwrite
 anything (`outputs.files` writes them).
 """
@@ -24,6 +24,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
+from keypaint.outputs.exif import exif_block
 from keypaint.outputs.files import write_numbered
 from keypaint.outputs.infotext import make_params, package_version, params_from_infotext
 from keypaint.provenance.xmp import embedded_metadata
@@ -146,13 +147,8 @@ def encode_image(
             info.add_text("Software", software)
         image.save(buffer, format="PNG", pnginfo=info)
     else:
-        exif = Image.Exif()
-        if description is not None:
-            exif[0x010E] = description  # ImageDescription
-        if software is not None:
-            exif[0x0131] = software  # Software
-        # UserComment as A1111 writes it: "UNICODE\0" then UTF-16 big-endian
-        exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\0" + infotext.encode("utf-16-be")
+        exif = exif_block(infotext, size=image.size, jpeg=format == "jpeg", description=description,
+                          software=software)
         extra: dict[str, Any] = {"xmp": xmp.encode("utf-8")} if xmp is not None else {}
         image.convert("RGB").save(buffer, format=format.upper(), exif=exif, **_SAVE_OPTIONS[format], **extra)
     return finalize(buffer.getvalue()) if finalize is not None else buffer.getvalue()
