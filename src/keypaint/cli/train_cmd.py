@@ -148,6 +148,9 @@ def export_command(
     fp32: Annotated[bool, typer.Option(help="Save float32 weights instead of float16.")] = False,
 ) -> None:
     """Write MODEL as a standalone diffusers folder that `DiffusionPipeline.from_pretrained` loads."""
+    from keypaint.builtin.export import check_destination
+
+    check_destination(dest, overwrite=overwrite)  # before the model loads
     import torch
 
     from keypaint.builtin.export import export_model
