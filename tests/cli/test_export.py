@@ -44,6 +44,9 @@ def test_default_export_paints_in_stock_diffusers(tmp_path: Path, umask_022: Non
     image = pipe("red apple", num_inference_steps=2, height=64, width=64, output_type="np",
                  generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+    # transformers 4.x builds the BertTokenizer from vocab.txt: line i is token i
+    lines = (dest / "tokenizer" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert lines == pipe.tokenizer.convert_ids_to_tokens(list(range(len(pipe.tokenizer))))
     half = DiffusionPipeline.from_pretrained(str(dest), torch_dtype=torch.float16)
     assert {half.unet.dtype, half.text_encoder.dtype} == {torch.float16}
 

@@ -7,7 +7,8 @@ Weights are stored in fp16 by default, yet `DiffusionPipeline.from_pretrained(DI
 must run: diffusers then loads the U-Net and VAE in float32, while transformers >= 5 loads a text encoder
 in the dtype its config names (4.x: float32 always). So each text encoder's config names float32, and the
 whole pipeline loads in one dtype on every transformers from 4.46 on; `torch_dtype=torch.float16` still
-loads it all in fp16.
+loads it all in fp16. transformers >= 5 saves a BERT tokenizer as tokenizer.json only; 4.x builds the
+`BertTokenizer` that model_index.json names from vocab.txt, so the export writes that file too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
         if model.vocabulary is not None:  # keypaint reads it back from the folder (keyword expansion)
             model.vocabulary.save(staged / VOCABULARY)
         _text_encoders_in_float32(staged)
+        _wordpiece_vocab_files(staged)
         _usual_permissions(staged)
         if dest.exists():
             shutil.rmtree(dest)
@@ -68,6 +70,19 @@ def _text_encoders_in_float32(folder: Path) -> None:
         for key in {"dtype", "torch_dtype"} & data.keys() or {"dtype"}:
             data[key] = "float32"
         config.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _wordpiece_vocab_files(folder: Path) -> None:
+    """vocab.txt (one token per line, in id order) beside each WordPiece tokenizer.json that lacks it."""
+    for path in sorted(folder.glob("tokenizer*/tokenizer.json")):
+        model = json.loads(path.read_text()).get("model") or {}
+        vocab, target = model.get("vocab"), path.parent / "vocab.txt"
+        if model.get("type") != "WordPiece" or not isinstance(vocab, dict) or target.exists():
+            continue
+        tokens = sorted(vocab, key=vocab.__getitem__)
+        if [vocab[t] for t in tokens] != list(range(len(tokens))):
+            continue  # ids with gaps cannot be written as lines
+        target.write_text("".join(f"{token}\n" for token in tokens), encoding="utf-8")
 
 
 def _usual_permissions(folder: Path) -> None:
