@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from keypaint.cli.errors import user_errors
+from keypaint.cli.errors import option_names, user_errors
 from keypaint.cli.images import parse_size, read_image
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import GenerationParams, Limits, LoraRef
@@ -20,9 +20,18 @@ LCM_LORA = "keypaint-lcm"  # shipped with the built-in model (keypaint.builtin.p
 LCM_STEPS = 4
 
 console = Console(highlight=False)
+# GenerationParams' field names -> the option a user types for each, so errors name what was typed
+OPTIONS = {
+    "prompt": "keywords", "negative_prompt": "--negative", "steps": "--steps", "sampler": "--sampler",
+    "guidance_scale": "--cfg", "seed": "--seed", "width": "--size", "height": "--size", "size": "--size",
+    "batch_size": "--batch", "batch_count": "--count", "init_image": "--init", "strength": "--strength",
+    "mask": "--mask", "best_of": "--best-of", "lora": "--lora", "embedding": "--embedding",
+    "expand_keywords": "--expand", "format": "--format",
+}
 
 
 @user_errors
+@option_names(OPTIONS)
 def generate_command(
     keywords: Annotated[
         list[str] | None,
@@ -100,9 +109,11 @@ def generate_command(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="png, jpeg or webp")] = "png",
     no_watermark: Annotated[
-        bool, typer.Option(help="do not add the invisible AI watermark (recorded)")
+        bool, typer.Option("--no-watermark", help="do not add the invisible AI watermark (recorded)")
     ] = False,
-    no_c2pa: Annotated[bool, typer.Option(help="do not sign C2PA content credentials (recorded)")] = False,
+    no_c2pa: Annotated[
+        bool, typer.Option("--no-c2pa", help="do not sign C2PA content credentials (recorded)")
+    ] = False,
     max_pixels: Annotated[int, typer.Option(help="pixel budget per picture")] = Limits().max_pixels,
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
@@ -130,6 +141,8 @@ def generate_command(
         overrides["width"], overrides["height"] = parse_size(size)
     if keywords:
         overrides["prompt"] = ", ".join(k.strip() for k in keywords if k.strip())
+        if not overrides["prompt"]:
+            raise InvalidParams("keywords", 'are empty; give some, e.g. keypaint generate "red apple"')
     if negative:
         overrides["negative_prompt"] = ", ".join(k.strip() for k in negative if k.strip())
     if init is not None:

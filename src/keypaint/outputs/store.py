@@ -175,7 +175,9 @@ def read_metadata(path: Path) -> ImageMetadata:
                     text[PNG_METADATA_KEY] = json.dumps(embedded)
     except FileNotFoundError:
         raise ImageError(f"no such image: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not a picture (keypaint reads PNG, JPEG and WebP files)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from None
 
     data = None
