@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from keypaint.cli.errors import option_names, user_errors
+from keypaint.cli.errors import option_names, stderr, user_errors
 from keypaint.cli.images import parse_size, read_image
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import GenerationParams, Limits, LoraRef
@@ -180,6 +181,13 @@ def generate_command(
         speed=speed,
         before_loading=_quiet_loading,
     )
+    from keypaint.core.sizes import size_warning
+
+    params = painter.resolve(params)  # the size now concrete: the model's native one when none was given
+    assert params.width is not None and params.height is not None
+    warning = size_warning(params.width, params.height, painter.native_size)
+    if warning is not None:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     results = _run_with_progress(painter, params)
     folder = output_dir(out)
     from keypaint.outputs.results import save_generated

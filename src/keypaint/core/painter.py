@@ -185,6 +185,13 @@ class Painter:
         return self.model.pipe.unet.dtype
 
     @property
+    def native_size(self) -> int:
+        """The picture size the model was trained at (a request without a size gets it)."""
+        if self.frozen is not None and not self.loaded:
+            return self.frozen.native_size
+        return self.model.native_size
+
+    @property
     def loaded(self) -> bool:
         """False while a frozen Painter has not needed its full model."""
         return self._model is not None
@@ -198,8 +205,7 @@ class Painter:
         if params.init_image is not None and (width is None or height is None):
             iw, ih = params.init_image.size
             width, height = width or iw - iw % 8, height or ih - ih % 8
-        frozen = self.frozen is not None and not self.loaded
-        size = self.frozen.native_size if self.frozen is not None and frozen else self.model.native_size
+        size = self.native_size
         resolved = replace(params.with_seed(), width=width or size, height=height or size)
         resolved.validate(self.limits)
         if self._adapter_free(resolved):
