@@ -189,3 +189,10 @@ def test_help_reads_as_plain_typer_help() -> None:
     assert "--no-watermark " in output and "--no-no-watermark" not in output and "--no-no-c2pa" not in output
     assert "--fast / --no-fast" in output and "<bool>" not in output
     assert "--help" in output and "Show this message and exit." in output
+
+
+def test_a_far_off_size_warns_and_paints(home: Path, tmp_path: Path) -> None:
+    code, output = run("generate", "cat", *TINY, "--size", "256x256", "--out", str(tmp_path))
+    assert code == 0, output
+    assert "warning: 256x256 is far from the 64x64" in output
+    assert Image.open(saved(output)[0]).size == (256, 256)
