@@ -38,8 +38,10 @@ _FIELD_OF = {"Steps": "steps", "Sampler": "sampler", "Schedule type": "sampler",
              "Keyword expansion": "expand_keywords"}
 
 InfoValue = str | int | float
-# Fields whose value A1111 itself writes (and other tools match as A1111 spells them): quoted as A1111 does.
-_A1111 = {"Lora hashes", "TI hashes", "Hashes", "Hires upscaler", "Hires resize", "Hires upscale"}
+# Fields A1111 itself writes (other tools match them as A1111 spells them), and "Lora weights", which keeps
+# the "Lora hashes" list form beside it: quoted as A1111 does.
+_A1111 = {"Lora hashes", "Lora weights", "TI hashes", "Hashes", "Hires upscaler", "Hires resize",
+          "Hires upscale"}
 
 
 def build_infotext(
