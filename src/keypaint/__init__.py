@@ -3,7 +3,7 @@
     from keypaint import GenerationParams, Painter
     painter = Painter.load()                      # the built-in model
     [result] = painter.generate(GenerationParams(prompt="red apple", seed=1))
-    result.image.save("apple.png")
+    result.save("apple.png")                      # marked, with its parameters
 
 Names are imported on first use, so `import keypaint` (and the CLI's --help) stays fast.
 """
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Painter": "keypaint.core.painter",
-    "GeneratedImage": "keypaint.core.painter",
+    "GeneratedImage": "keypaint.core.result",
     "StepEvent": "keypaint.core.painter",
     "GenerationParams": "keypaint.core.params",
     "Limits": "keypaint.core.params",
@@ -37,8 +37,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from keypaint.core.painter import GeneratedImage, Painter, StepEvent
+    from keypaint.core.painter import Painter, StepEvent
     from keypaint.core.params import GenerationParams, Limits
+    from keypaint.core.result import GeneratedImage
     from keypaint.core.samplers import Sampler
     from keypaint.errors import KeypaintError
 

@@ -17,6 +17,7 @@ class InvalidParams(KeypaintError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.reason = message
 
 
 class ModelError(KeypaintError):

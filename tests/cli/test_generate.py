@@ -95,6 +95,12 @@ def test_token_merging_is_written_into_the_picture(home: Path, tmp_path: Path) -
 def test_models_and_samplers_list(home: Path) -> None:
     code, output = run("models")
     assert code == 0 and "tiny" in output and "diffusers" in output
+    from keypaint.builtin import WEIGHTS_DIR
+
+    builtin = next(line for line in output.splitlines() if "keypaint-emoji" in line)
+    assert " MB " in builtin  # its size, like every other model's
+    assert str(WEIGHTS_DIR) in "".join(line.split("│")[-2].strip() for line in output.splitlines()
+                                       if line.count("│") > 2)  # its path, folded over lines
     code, output = run("samplers")
     assert code == 0 and "DPM++ 2M Karras" in output and "DPMSolverMultistepScheduler" in output
 
@@ -121,11 +127,15 @@ def images(tmp_path: Path) -> dict[str, Path]:
     [
         (["--sampler", "Eulr"], "unknown sampler"),
         (["--model", "nope"], "nope"),
-        (["--size", "100x64"], "multiple of 8"),
+        (["--size", "100x64"], "--size: width must be a multiple of 8"),
         (["--size", "8192x8192"], "pixel budget"),
         (["--steps", "0"], "steps"),
         (["--steps", "1001"], "steps"),
-        (["--cfg", "-1"], "guidance_scale"),
+        (["--cfg", "-1"], "--cfg: must be >= 0"),
+        (["--batch", "17"], "--batch: must be within [1, 16]"),
+        (["--count", "0"], "--count:"),
+        (["--steps", "abc"], "'--steps'"),
+        (["--stepz", "3"], "No such option: --stepz"),
         (["--strength", "1.5", "--init", "{init}"], "strength"),
         (["--init", "{init}", "--mask", "{mask}"], "does not match"),
         (["--init", "{bad}"], "not a readable image"),
@@ -203,3 +213,26 @@ def test_a_bad_model_is_refused_before_pytorch_is_imported(tmp_path: Path, make:
     code, torch_imported, output = proc.stdout.strip().split(" ", 2)
     assert (code, torch_imported) == ("2", "False"), proc.stdout + proc.stderr
     assert message in output and "weights_only" not in output
+
+
+def test_empty_keywords_are_refused(home: Path, tmp_path: Path) -> None:
+    for keywords in ([""], ["", "  "]):
+        code, output = run("generate", *keywords, "--model", "tiny", "--out", str(tmp_path))
+        assert code == 2 and "keywords: are empty" in output, output
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_reads_as_plain_typer_help() -> None:
+    code, output = run("generate", "--help")
+    assert code == 0
+    assert '"[shadow]"' in output and "[default: 20]" in output  # no rich markup eats bracketed text
+    assert "--no-watermark " in output and "--no-no-watermark" not in output and "--no-no-c2pa" not in output
+    assert "--fast / --no-fast" in output and "<bool>" not in output
+    assert "--help" in output and "Show this message and exit." in output
+
+
+def test_a_far_off_size_warns_and_paints(home: Path, tmp_path: Path) -> None:
+    code, output = run("generate", "cat", *TINY, "--size", "256x256", "--out", str(tmp_path))
+    assert code == 0, output
+    assert "warning: 256x256 is far from the 64x64" in output
+    assert Image.open(saved(output)[0]).size == (256, 256)

@@ -36,4 +36,13 @@ def test_json_lines_and_exit_2_for_unreadable_files(generated, tmp_path: Path) -
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     [report] = [json.loads(line) for line in lines]
     assert report["marked"] and report["c2pa"]["status"] == "found" and report["format"] == "JPEG"
-    assert "cannot read image" in result.output
+    assert "broken.jpg is not a picture" in result.output
+
+
+def test_a_file_that_is_no_picture_is_named_plainly(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    result = runner.invoke(app, [str(notes)])
+    assert result.exit_code == 2
+    assert f"{notes} is not a picture (keypaint checks PNG, JPEG and WebP files)" in result.output
+    assert "BytesIO" not in result.output

@@ -35,7 +35,7 @@ def test_txt2img_like_webuiapi(server: Running) -> None:
         response = client.post("/sdapi/v1/txt2img", json=WEBUIAPI_TXT2IMG)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"images", "parameters", "info"}
+    assert set(body) == {"images", "parameters", "info", "warnings"} and body["warnings"] == []
     assert len(body["images"]) == 2
     info = json.loads(body["info"])
     for key in ("prompt", "all_prompts", "negative_prompt", "seed", "all_seeds", "subseed", "all_subseeds",
@@ -279,3 +279,25 @@ def test_fast_server_paints_what_the_plain_one_paints(  # type: ignore[no-untype
     difference = np.abs(np.asarray(pictures[0], dtype=int) - np.asarray(pictures[1], dtype=int)).max()
     assert difference <= EXACT_TOLERANCE["cpu"]
     assert any((tmp_path / "speed").iterdir())  # the ONNX graphs were exported there
+
+
+def test_a1111_default_size_is_painted_native_and_upscaled(server: Running) -> None:
+    """No size: A1111's 512x512; the tiny model (64 px native) paints 64 px and upscales, and says so."""
+    with server.client() as client:
+        response = client.post("/sdapi/v1/txt2img", json={"prompt": "cat", "steps": 2, "seed": 1})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    assert image.size == (512, 512) and body["warnings"] == []
+    infotext = image.info["parameters"]
+    assert "Size: 64x64" in infotext and "Upscaled to: 512x512, Upscaler: Lanczos" in infotext
+    assert json.loads(image.info["keypaint"])["extra"]["Upscaled to"] == "512x512"
+
+
+def test_a_far_off_size_is_painted_with_a_warning(server: Running) -> None:
+    with server.client() as client:
+        response = client.post("/sdapi/v1/txt2img", json={"prompt": "cat", "steps": 2, "width": 256,
+                                                          "height": 256})
+    assert response.status_code == 200, response.text
+    [warning] = response.json()["warnings"]
+    assert "256x256 is far from the 64x64" in warning

@@ -8,6 +8,7 @@ has the recipe, data and licences.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -32,6 +33,16 @@ PARTS = ("unet", "vae", "scheduler")
 
 def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
     return all((folder / part).is_dir() and any((folder / part).iterdir()) for part in PARTS)
+
+
+def weight_files(folder: Path = WEIGHTS_DIR) -> list[Path]:
+    """The model's weight files: U-Net and VAE shards in `folder`, then the text encoder's (if installed)."""
+    from keypaint.builtin.text_encoder import text_encoder_dir
+
+    files = [f for part in ("unet", "vae") for f in sorted((folder / part).glob("*.safetensors"))]
+    with contextlib.suppress(ModelError):  # `keypaint models` lists the rest; loading names what is missing
+        files.append(text_encoder_dir() / "model.safetensors")
+    return files
 
 
 def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:

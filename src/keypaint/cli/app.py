@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from keypaint.cli.errors import user_errors
+from keypaint.cli.errors import OneLineErrors, user_errors
 from keypaint.cli.generate import generate_command
 
 app = typer.Typer(
@@ -21,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,  # a usage error (`--steps abc`) is one line, as every other bad input
+    # help as plain text: rich markup would eat "[shadow]" and "[default: 20]", and show "<bool>" on flags
+    rich_markup_mode=None,
 )
 console = Console(highlight=False)
 
@@ -48,10 +51,16 @@ def models_command(
     """List the built-in model and the models in the model folder (<home>/models)."""
     from keypaint.models.registry import keypaint_home, list_models
 
-    table = Table("name", "format", "kind", "size", "path")
+    table = Table("name", "format", "kind", "size")
+    table.add_column("path", overflow="fold")  # whole, on more lines if need be: it is to be copied
     for entry in list_models(home):
-        size = f"{entry.size / 1e6:,.0f} MB" if entry.size else ""
-        table.add_row(entry.name, entry.format, entry.kind or "?", size, str(entry.path or ""))
+        path, size = entry.path, entry.size
+        if entry.format == "builtin":
+            from keypaint.builtin import WEIGHTS_DIR, weight_files
+
+            path, size = WEIGHTS_DIR, sum(f.stat().st_size for f in weight_files())
+        shown = f"{size / 1e6:,.0f} MB" if size else ""
+        table.add_row(entry.name, entry.format, entry.kind or "?", shown, str(path or ""))
     console.print(table)
     console.print(f"model folder: {(home or keypaint_home()) / 'models'}")
 

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from keypaint.cli.errors import user_errors
+from keypaint.cli.errors import option_names, stderr, user_errors
 from keypaint.cli.images import parse_size, read_image
 from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
@@ -21,9 +22,18 @@ LCM_LORA = "keypaint-lcm"  # shipped with the built-in model (keypaint.builtin.p
 LCM_STEPS = 4
 
 console = Console(highlight=False)
+# GenerationParams' field names -> the option a user types for each, so errors name what was typed
+OPTIONS = {
+    "prompt": "keywords", "negative_prompt": "--negative", "steps": "--steps", "sampler": "--sampler",
+    "guidance_scale": "--cfg", "seed": "--seed", "width": "--size", "height": "--size", "size": "--size",
+    "batch_size": "--batch", "batch_count": "--count", "init_image": "--init", "strength": "--strength",
+    "mask": "--mask", "best_of": "--best-of", "lora": "--lora", "embedding": "--embedding",
+    "expand_keywords": "--expand", "format": "--format",
+}
 
 
 @user_errors
+@option_names(OPTIONS)
 def generate_command(
     keywords: Annotated[
         list[str] | None,
@@ -100,9 +110,11 @@ def generate_command(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="png, jpeg or webp")] = "png",
     no_watermark: Annotated[
-        bool, typer.Option(help="do not add the invisible AI watermark (recorded)")
+        bool, typer.Option("--no-watermark", help="do not add the invisible AI watermark (recorded)")
     ] = False,
-    no_c2pa: Annotated[bool, typer.Option(help="do not sign C2PA content credentials (recorded)")] = False,
+    no_c2pa: Annotated[
+        bool, typer.Option("--no-c2pa", help="do not sign C2PA content credentials (recorded)")
+    ] = False,
     max_pixels: Annotated[int, typer.Option(help="pixel budget per picture")] = Limits().max_pixels,
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
@@ -131,6 +143,8 @@ def generate_command(
         overrides["width"], overrides["height"] = parse_size(size)
     if keywords:
         overrides["prompt"] = ", ".join(k.strip() for k in keywords if k.strip())
+        if not overrides["prompt"]:
+            raise InvalidParams("keywords", 'are empty; give some, e.g. keypaint generate "red apple"')
     if negative:
         overrides["negative_prompt"] = ", ".join(k.strip() for k in negative if k.strip())
     if init is not None:
@@ -169,6 +183,13 @@ def generate_command(
         before_loading=_quiet_loading,
         max_model_bytes=max_model_bytes,
     )
+    from keypaint.core.sizes import size_warning
+
+    params = painter.resolve(params)  # the size now concrete: the model's native one when none was given
+    assert params.width is not None and params.height is not None
+    warning = size_warning(params.width, params.height, painter.native_size)
+    if warning is not None:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     results = _run_with_progress(painter, params)
     folder = output_dir(out)
     from keypaint.outputs.leftovers import remove_stale_leftovers

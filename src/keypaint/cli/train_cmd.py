@@ -153,8 +153,10 @@ def export_command(
 
     With --allow-pickle this converts a .ckpt/.pt checkpoint (weights only) to safetensors once.
     """
+    from keypaint.builtin.export import check_destination
     from keypaint.models.preflight import check_model
 
+    check_destination(dest, overwrite=overwrite)  # before the model loads
     check_model(model, allow_pickle=allow_pickle)  # a bad model fails before PyTorch is imported
     import torch
 

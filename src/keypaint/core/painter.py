@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from PIL import Image
 
 from keypaint.core.params import GenerationParams, Limits
+from keypaint.core.result import GeneratedImage
 from keypaint.core.speed.options import SpeedOptions, approximations
 from keypaint.errors import Cancelled, InvalidParams
 from keypaint.prompts.vocabulary import expansion_record
@@ -49,21 +50,6 @@ class StepEvent:
     # x_t after this step: a tensor on the model's device (a numpy array on the frozen path)
     latents: torch.Tensor = field(repr=False)
     denoised: torch.Tensor | None = field(default=None, repr=False)  # the step's x_0 estimate (fp32)
-
-
-@dataclass
-class GeneratedImage:
-    """One picture and everything needed to make it again."""
-
-    image: Image.Image
-    seed: int
-    params: GenerationParams  # params that re-make exactly this picture alone (its seed, batch of one)
-    index: int  # position within the run
-    model_name: str
-    model_hash: str | None
-    device: str
-    dtype: str
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a best-of score
 
 
 class Interrupted(Cancelled):
@@ -217,6 +203,13 @@ class Painter:
         return self.model.pipe.unet.dtype
 
     @property
+    def native_size(self) -> int:
+        """The picture size the model was trained at (a request without a size gets it)."""
+        if self.frozen is not None and not self.loaded:
+            return self.frozen.native_size
+        return self.model.native_size
+
+    @property
     def loaded(self) -> bool:
         """False while a frozen Painter has not needed its full model."""
         return self._model is not None
@@ -230,8 +223,7 @@ class Painter:
         if params.init_image is not None and (width is None or height is None):
             iw, ih = params.init_image.size
             width, height = width or iw - iw % 8, height or ih - ih % 8
-        frozen = self.frozen is not None and not self.loaded
-        size = self.frozen.native_size if self.frozen is not None and frozen else self.model.native_size
+        size = self.native_size
         resolved = replace(params.with_seed(), width=width or size, height=height or size)
         resolved.validate(self.limits)
         if self._adapter_free(resolved):

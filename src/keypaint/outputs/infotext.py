@@ -7,7 +7,11 @@ Layout (A1111 `modules/processing.py::create_infotext`)::
     Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x512, ...
 
 A value holding a comma, colon, newline or double quote is written as a JSON string, which is how A1111's
-`infotext_utils.quote` keeps "Lora hashes" and "Hires upscaler" values in one field. The parser follows
+`infotext_utils.quote` keeps "Lora hashes" and "Hires upscaler" values in one field. Readers that split the
+line at every comma and colon (sd-parsers) would still cut such a value, so in keypaint's own fields
+("Keywords used") the JSON string writes commas and colons as the JSON escapes \u002c and \u003a: A1111's
+`unquote` (json.loads) reads the value back exactly and sd-parsers keeps it in one piece. Fields A1111
+defines keep A1111's spelling, which other tools match as written. The parser follows
 `infotext_utils.parse_generation_parameters`: the last line is the parameter line only if it holds at least
 three `key: value` pairs; otherwise it is part of the prompt.
 """
@@ -34,6 +38,10 @@ _FIELD_OF = {"Steps": "steps", "Sampler": "sampler", "Schedule type": "sampler",
              "Keyword expansion": "expand_keywords"}
 
 InfoValue = str | int | float
+# Fields A1111 itself writes (other tools match them as A1111 spells them), and "Lora weights", which keeps
+# the "Lora hashes" list form beside it: quoted as A1111 does.
+_A1111 = {"Lora hashes", "Lora weights", "TI hashes", "Hashes", "Hires upscaler", "Hires resize",
+          "Hires upscale"}
 
 
 def build_infotext(
@@ -72,17 +80,22 @@ def build_infotext(
         fields[key] = value
     fields["Version"] = f"keypaint {package_version('keypaint')}"
 
-    line = ", ".join(key if key == value else f"{key}: {quote(_format(value))}"
+    line = ", ".join(key if key == value else f"{key}: {quote(_format(value), split_safe=key not in _A1111)}"
                      for key, value in fields.items() if value is not None)
     negative = f"\n{_NEGATIVE} {params.negative_prompt}" if params.negative_prompt else ""
     return f"{params.prompt}{negative}\n{line}".strip()
 
 
-def quote(text: str) -> str:
-    """A1111's `quote`, also quoting values with a double quote so that every value reads back unchanged."""
-    if any(ch in text for ch in ',:\n"'):
-        return json.dumps(text, ensure_ascii=False)
-    return text
+def quote(text: str, *, split_safe: bool = False) -> str:
+    """A1111's `quote`, also quoting values with a double quote so that every value reads back unchanged.
+
+    `split_safe` writes the commas and colons inside the JSON string as escapes, for readers that split
+    the parameter line at them before unquoting (sd-parsers).
+    """
+    if not any(ch in text for ch in ',:\n"'):
+        return text
+    quoted = json.dumps(text, ensure_ascii=False)
+    return quoted.replace(",", "\\u002c").replace(":", "\\u003a") if split_safe else quoted
 
 
 def unquote(text: str) -> str:

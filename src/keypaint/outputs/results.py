@@ -9,8 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from keypaint.core.painter import GeneratedImage
+from keypaint.outputs.files import write_new, write_numbered
 from keypaint.outputs.infotext import build_infotext
-from keypaint.outputs.store import ImageFormat, check_format, reproduction_metadata, save_image
+from keypaint.outputs.store import (
+    EXTENSIONS,
+    ImageFormat,
+    check_format,
+    encode_image,
+    format_of,
+    reproduction_metadata,
+)
 from keypaint.provenance.settings import ProvenanceSettings
 
 
@@ -59,18 +67,33 @@ def save_generated(
 
     `provenance` None means every mark on (the default a front end must not weaken silently).
     """
+    check_format(format)
+    data = encode_generated(result, format, provenance)
+    return write_numbered(data, folder, stem_hint=str(result.seed), ext=EXTENSIONS[format])
+
+
+def save_generated_as(result: GeneratedImage, path: Path, *, provenance: ProvenanceSettings | None = None
+                      ) -> Path:
+    """Write `result` as exactly `path` (format from its extension), with what `save_generated` writes.
+
+    `OutputError` if `path` exists: a picture is never overwritten.
+    """
+    format = format_of(path)
+    return write_new(encode_generated(result, format, provenance), Path(path))
+
+
+def encode_generated(result: GeneratedImage, format: ImageFormat, provenance: ProvenanceSettings | None
+                     ) -> bytes:
+    """The file's bytes: the picture with its AI marks, its infotext and its reproduction JSON."""
     from keypaint.provenance.marks import prepare
 
-    check_format(format)
     metadata = metadata_for(result)
     marks = prepare(result.image, metadata, fmt=format, settings=provenance or ProvenanceSettings())
-    return save_image(
+    return encode_image(
         marks.image,
-        folder,
+        format,
         infotext=infotext_for(result),
         metadata=metadata,
-        stem_hint=str(result.seed),
-        format=format,
         xmp=marks.xmp,
         description=marks.description,
         software=marks.software,

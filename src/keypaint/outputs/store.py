@@ -3,19 +3,15 @@
 A saved PNG holds two text chunks: `parameters` (A1111's infotext, which A1111, Forge, Civitai and image
 viewers show) and `keypaint` (JSON with everything needed to make the same picture again), plus an XMP
 packet when the caller gives one (the "made by AI" marks, see keypaint.provenance). JPEG and WebP files
-carry the infotext in EXIF UserComment (where A1111 writes it) and the JSON inside the XMP packet. Files
-are numbered the way A1111 numbers them (`00000-<seed>.png`) and never overwrite anything: each is written
-to a temporary file, synced, then hard-linked to a name that must not exist yet. Concurrent savers get
-distinct numbers (see `_claim_name`).
+carry the infotext in EXIF UserComment (where A1111 writes it, see `outputs.exif`) and the JSON inside
+the XMP packet. Files are numbered the way A1111 numbers them (`00000-<seed>.png`) and never overwrite
+anything (`outputs.files` writes them).
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import json
-import os
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +24,8 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
+from keypaint.outputs.exif import exif_block
+from keypaint.outputs.files import write_numbered
 from keypaint.outputs.infotext import make_params, package_version, params_from_infotext
 from keypaint.provenance.xmp import embedded_metadata
 
@@ -47,13 +45,6 @@ _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
 
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
-_IMAGE_DESCRIPTION = 0x010E
-_SOFTWARE = 0x0131
-_NUMBERED = re.compile(r"(\d+)(?:-|$)")  # A1111: the number is the file stem up to the first "-"
-_UNSAFE = re.compile(r"[^\w.+=@-]+")
-_MAX_ATTEMPTS = 10_000
-# errors with which a file system says it has no hard links (FAT, some network shares)
-_NO_HARDLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 
 
 @dataclass(frozen=True)
@@ -108,33 +99,22 @@ def save_image(
 ) -> Path:
     """Save `image` as the next numbered file in `folder`, with its infotext and JSON metadata.
 
-    The name is `NNNNN-<stem_hint>.<ext>` where NNNNN is one more than the highest number in the folder.
-    Safe against other processes saving into the same folder at the same time: every caller gets its own
-    file, and no existing file is ever replaced. `finalize` gets the encoded file and returns the bytes to
-    write (C2PA signing binds to the exact bytes, so it runs last, before anything touches the disk).
+    The name is `NNNNN-<stem_hint>.<ext>` where NNNNN is one more than the highest number in the folder
+    (see `keypaint.outputs.files`: atomic, never overwriting, usual permissions).
     """
     check_format(format)
     data = encode_image(image, format, infotext=infotext, metadata=metadata, xmp=xmp,
-                        description=description, software=software)
-    if finalize is not None:
-        data = finalize(data)
-    suffix = _UNSAFE.sub("_", stem_hint).strip("._")[:80]
+                        description=description, software=software, finalize=finalize)
+    return write_numbered(data, folder, stem_hint=stem_hint, ext=EXTENSIONS[format])
 
-    tmp_path: str | None = None
-    try:
-        fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".keypaint-", suffix=f".{EXTENSIONS[format]}.tmp")
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        final = _claim_name(Path(tmp_path), folder, suffix, EXTENSIONS[format])
-        _sync_dir(folder)
-        return final
-    except OSError as exc:
-        raise OutputError(f"cannot save a picture in {folder}: {_reason(exc)}") from None
-    finally:
-        if tmp_path is not None and os.path.lexists(tmp_path):
-            os.unlink(tmp_path)
+
+def format_of(path: Path) -> ImageFormat:
+    """The picture format a file name asks for by its extension (.png, .jpg/.jpeg, .webp)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    fmt = "jpeg" if suffix == "jpg" else suffix
+    if fmt not in EXTENSIONS:
+        raise InvalidParams("path", f"{path} must end in .png, .jpg, .jpeg or .webp")
+    return fmt  # type: ignore[return-value]
 
 
 def encode_image(
@@ -146,10 +126,13 @@ def encode_image(
     xmp: str | None = None,
     description: str | None = None,
     software: str | None = None,
+    finalize: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
     """The file's bytes: PNG with text chunks (+ XMP iTXt); JPEG/WebP with EXIF and XMP.
 
     For JPEG/WebP the JSON has no chunk of its own: it is expected inside `xmp` (see provenance.xmp).
+    `finalize` gets the encoded file and returns the bytes to write (C2PA signing binds to the exact
+    bytes, so it runs last, before anything touches the disk).
     """
     buffer = io.BytesIO()
     if format == "png":
@@ -163,85 +146,12 @@ def encode_image(
         if software is not None:
             info.add_text("Software", software)
         image.save(buffer, format="PNG", pnginfo=info)
-        return buffer.getvalue()
-    exif = Image.Exif()
-    if description is not None:
-        exif[_IMAGE_DESCRIPTION] = description
-    if software is not None:
-        exif[_SOFTWARE] = software
-    # UserComment as A1111 writes it: "UNICODE\0" then UTF-16 big-endian
-    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\0" + infotext.encode("utf-16-be")
-    extra: dict[str, Any] = {"xmp": xmp.encode("utf-8")} if xmp is not None else {}
-    image.convert("RGB").save(buffer, format=format.upper(), exif=exif, **_SAVE_OPTIONS[format], **extra)
-    return buffer.getvalue()
-
-
-def next_number(folder: Path) -> int:
-    """1 + the highest A1111-style file number in `folder` (0 for an empty folder)."""
-    return max(_numbers(folder), default=-1) + 1
-
-
-def _numbers(folder: Path) -> set[int]:
-    with os.scandir(folder) as entries:
-        matches = (_NUMBERED.match(os.path.splitext(entry.name)[0]) for entry in entries)
-        return {int(match.group(1)) for match in matches if match}
-
-
-def _claim_name(tmp: Path, folder: Path, suffix: str, ext: str = "png") -> Path:
-    """Give the synced temp file its final name under the next free number; never replaces a file.
-
-    Savers with different stem hints would not collide on the name alone, so a number is first claimed
-    with an exclusively created `.keypaint-NNNNN.claim` file. While holding it, a saver checks that no
-    picture has that number yet (one made before the claim was taken shows up here) and then links.
-    """
-    number = next_number(folder)
-    use_links = True
-    for _ in range(_MAX_ATTEMPTS):
-        claim = folder / f".keypaint-{number:05d}.claim"
-        try:
-            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:  # another saver is naming this number right now
-            number += 1
-            continue
-        final = folder / (f"{number:05d}-{suffix}.{ext}" if suffix else f"{number:05d}.{ext}")
-        try:
-            if number in _numbers(folder):
-                raise FileExistsError(final)
-            if use_links:
-                os.link(tmp, final)  # fails if `final` exists: the check and the naming are one step
-            else:
-                _reserve_and_replace(tmp, final)
-            return final
-        except FileExistsError:
-            number = max(number + 1, next_number(folder))
-        except OSError as exc:
-            if not use_links or exc.errno not in _NO_HARDLINKS:
-                raise
-            use_links = False
-        finally:
-            os.unlink(claim)
-    raise OutputError(f"no free file number in {folder} after {_MAX_ATTEMPTS} tries")
-
-
-def _reserve_and_replace(tmp: Path, final: Path) -> None:
-    """For file systems without hard links: create `final` exclusively (an empty placeholder that only
-    this call owns), then move the temp file over it. Raises FileExistsError if the name is taken."""
-    os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    os.replace(tmp, final)
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make the new directory entry durable; not every platform can open a directory, so best effort."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    else:
+        exif = exif_block(infotext, size=image.size, jpeg=format == "jpeg", description=description,
+                          software=software)
+        extra: dict[str, Any] = {"xmp": xmp.encode("utf-8")} if xmp is not None else {}
+        image.convert("RGB").save(buffer, format=format.upper(), exif=exif, **_SAVE_OPTIONS[format], **extra)
+    return finalize(buffer.getvalue()) if finalize is not None else buffer.getvalue()
 
 
 def read_metadata(path: Path) -> ImageMetadata:
@@ -265,7 +175,9 @@ def read_metadata(path: Path) -> ImageMetadata:
                     text[PNG_METADATA_KEY] = json.dumps(embedded)
     except FileNotFoundError:
         raise ImageError(f"no such image: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not a picture (keypaint reads PNG, JPEG and WebP files)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from None
 
     data = None

@@ -86,7 +86,9 @@ def verify_bytes(data: bytes, *, name: str = "upload", settings: ProvenanceSetti
             opened.load()
             image = opened.convert("RGB")
             fmt, xmp, record = opened.format or "?", opened.info.get("xmp"), _record(opened)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not a picture (keypaint checks PNG, JPEG and WebP files)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image {name}: {exc}") from None
     disabled = [str(m) for m in (record or {}).get("disabled", []) if isinstance(m, str)]
     metadata = _metadata_report(xmp, record)

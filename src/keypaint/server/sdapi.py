@@ -188,8 +188,9 @@ async def _run(state: ServerState, request: Request, body: Txt2ImgRequest, spec:
     if isinstance(body, Img2ImgRequest):
         parameters.update(init_images=None, mask=None)
     images = await run_in_threadpool(encoded, outcome) if body.value("send_images") else []
+    # "warnings" is keypaint's own key (A1111 clients ignore it): e.g. a size far from the model's native one
     return JSONResponse({"images": images, "parameters": parameters,
-                         "info": json.dumps(_info(spec, body, outcome))})
+                         "info": json.dumps(_info(spec, body, outcome)), "warnings": outcome.warnings})
 
 
 def encoded(outcome: Outcome) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from keypaint.core.samplers import SPECS, Sampler
+from keypaint.core.sizes import A1111_DEFAULT_SIZE
 from keypaint.errors import InvalidParams
 from keypaint.server.errors import FieldError
 from keypaint.server.fields import Float, Int, Text
@@ -100,6 +101,7 @@ class Txt2ImgRequest(BaseModel):
             strength=strength,
             model=model,
             save=bool(self.value("save_images")),
+            fit_native=(self.value("width"), self.value("height")) == (A1111_DEFAULT_SIZE,) * 2,
             request=self.model_dump(exclude={"init_images", "mask"}),
         )
 

@@ -37,6 +37,8 @@ class JobSpec:
     embeddings: list[str] = field(default_factory=list)  # names in <home>/embeddings
     expand_keywords: bool = True  # known keywords bring their trained tags
     save: bool = True  # into the gallery (A1111's save_images)
+    # A1111's API at its default 512x512: paint at a smaller native size and upscale (core.sizes)
+    fit_native: bool = False
     request: dict[str, Any] = field(default_factory=dict)  # what the client sent, for "use again"
 
     def to_json(self) -> dict[str, Any]:

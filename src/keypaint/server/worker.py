@@ -13,13 +13,15 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from keypaint.core.painter import GeneratedImage, Interrupted, StepEvent
+from keypaint.core.painter import GeneratedImage, Interrupted, Painter, StepEvent
+from keypaint.core.params import GenerationParams
+from keypaint.core.sizes import paints_native_for_a1111, size_warning, upscaled
 from keypaint.errors import Cancelled, KeypaintError
 from keypaint.outputs.results import infotext_for, metadata_for, save_generated
 from keypaint.outputs.store import output_dir
@@ -60,6 +62,7 @@ class Outcome:
     images: list[GeneratedImage] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)  # where they were saved (A1111's save_images)
+    warnings: list[str] = field(default_factory=list)  # e.g. a size far from the model's native one
     error: str | None = None
     status: str = "queued"
 
@@ -184,6 +187,8 @@ class Worker:
         cancel = self._cancel[job.id]
         progress = self.progress
         assert progress is not None
+        target: tuple[int, int] | None = None  # A1111's default size on a smaller model: upscaled to it
+        warnings: list[str] = []
         try:
             limit = self.config.max_image_pixels
             init = open_picture(job.init_image, "init_image", max_pixels=limit) if job.init_image else None
@@ -209,13 +214,17 @@ class Worker:
                 def should_stop() -> bool:
                     return cancel.is_set() or self._stopping.is_set()
 
-                results = painter.generate(spec.params(init, mask), on_step=on_step, should_stop=should_stop)
-            self._succeed(job, spec, results)
+                params, target, warnings = _sized(painter, spec, spec.params(init, mask))
+                results = painter.generate(params, on_step=on_step, should_stop=should_stop)
+            if target is not None:
+                results = [upscaled(result, *target) for result in results]
+            self._succeed(job, spec, results, warnings)
         except Interrupted as exc:  # stopped after some batches: keep what was finished, as A1111 does
             if self._stopping.is_set() and not cancel.is_set():
                 self._fail(job.id, "the server stopped while this job was running", progress)
             else:
-                self._succeed(job, spec, exc.done, status="cancelled")
+                done = exc.done if target is None else [upscaled(result, *target) for result in exc.done]
+                self._succeed(job, spec, done, warnings, status="cancelled")
         except Cancelled:
             if self._stopping.is_set() and not cancel.is_set():
                 self._fail(job.id, "the server stopped while this job was running", progress)
@@ -236,7 +245,7 @@ class Worker:
             self._fail(job.id, f"{exc.__class__.__name__}: {exc}"[:500], progress)
 
     def _succeed(self, job: JobRecord, spec: JobSpec, results: list[GeneratedImage],
-                 status: JobStatus = "succeeded") -> None:
+                 warnings: list[str], status: JobStatus = "succeeded") -> None:
         """Save and record `results`; a job cancelled after some batches keeps those ("cancelled")."""
         infotexts = [infotext_for(r) for r in results]
         image_ids: list[int] = []
@@ -251,12 +260,13 @@ class Worker:
                     job.id, path.relative_to(self.config.out).as_posix(), seed=result.seed, width=width,
                     height=height, infotext=infotext, metadata=metadata_for(result), spec=spec.to_json(),
                 ))
-        info = _run_info(results, infotexts)
+        info = {**_run_info(results, infotexts), "warnings": warnings}
         error = "cancelled" if status == "cancelled" else None
         self.store.finish(job.id, status, image_ids=image_ids, info=info, error=error)
         outcome = self._outcomes.get(job.id)
         if outcome is not None:
             outcome.images, outcome.infotexts, outcome.paths = results, infotexts, paths
+            outcome.warnings = warnings
         self._settle(job.id, status, error=error)
 
     def _fail(self, job_id: str, error: str, progress: Progress, status: JobStatus = "failed") -> None:
@@ -269,6 +279,20 @@ class Worker:
         if outcome is not None:
             outcome.status, outcome.error = status, error
             outcome.done.set()
+
+
+def _sized(painter: Painter, spec: JobSpec, params: GenerationParams
+           ) -> tuple[GenerationParams, tuple[int, int] | None, list[str]]:
+    """The params to paint, the size to upscale to (A1111's default size on a smaller model) and the
+    warnings about the size (core.sizes)."""
+    native, target = painter.native_size, None
+    if spec.fit_native and paints_native_for_a1111(spec.width, spec.height, native):
+        assert spec.width is not None and spec.height is not None
+        target, params = (spec.width, spec.height), replace(params, width=native, height=native)
+    params = painter.resolve(params)
+    assert params.width is not None and params.height is not None
+    warning = size_warning(params.width, params.height, native)
+    return params, target, [warning] if warning else []
 
 
 def _out_of_memory(exc: Exception) -> bool:

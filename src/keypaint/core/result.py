@@ -1,0 +1,40 @@
+"""`GeneratedImage`: one picture `Painter.generate` made, with what re-makes it, and its `save`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from keypaint.core.params import GenerationParams
+
+if TYPE_CHECKING:
+    from keypaint.provenance.settings import ProvenanceSettings
+
+
+@dataclass
+class GeneratedImage:
+    """One picture and everything needed to make it again."""
+
+    image: Image.Image
+    seed: int
+    params: GenerationParams  # params that re-make exactly this picture alone (its seed, batch of one)
+    index: int  # position within the run
+    model_name: str
+    model_hash: str | None
+    device: str
+    dtype: str
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a best-of score
+
+    def save(self, path: str | Path, *, provenance: ProvenanceSettings | None = None) -> Path:
+        """Write the picture as `path` (.png, .jpg or .webp) exactly as `keypaint generate` writes it.
+
+        The file carries the A1111 infotext, the reproduction JSON and the AI marks (XMP, invisible
+        watermark, C2PA; `provenance` None means all on); it is written atomically and never replaces
+        an existing file (`OutputError`). `image.save` would write the bare pixels only.
+        """
+        from keypaint.outputs.results import save_generated_as  # outputs builds on core: imported on use
+
+        return save_generated_as(self, Path(path), provenance=provenance)
