@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from keypaint.errors import ModelError
 from keypaint.models.compact import FILENAME as COMPACT
+from keypaint.models.compact import SOURCE_KEY
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 from keypaint.prompts.vocabulary import Vocabulary
@@ -47,17 +48,21 @@ def weight_files(folder: Path = WEIGHTS_DIR) -> list[Path]:
 
 def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:
     """sha256 of the U-Net weights as stored: the compact file, else the shards in the index's order."""
-    unet = folder / "unet"
-    index = unet / "diffusion_pytorch_model.safetensors.index.json"
-    if (unet / COMPACT).is_file():
+    return part_sha256(folder / "unet")
+
+
+def part_sha256(part: Path) -> str:
+    """sha256 of a model part's weight files as stored (compact file, or plain shards in index order)."""
+    index = next(part.glob("*.safetensors.index.json"), None)
+    if (part / COMPACT).is_file():
         files = [COMPACT]
-    elif index.is_file():
+    elif index is not None:
         files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
     else:
-        files = ["diffusion_pytorch_model.safetensors"]
+        files = sorted(f.name for f in part.glob("*.safetensors"))
     h = hashlib.sha256()
     for name in files:
-        with open(unet / name, "rb") as handle:
+        with open(part / name, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
@@ -114,7 +119,18 @@ def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype | None =
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel(name=NAME, kind=ModelKind.KEYPAINT, pipe=pipe, sha256=unet_sha256(folder),
-                       source=folder, vocabulary=Vocabulary.beside(folder))
+                       source=folder, vocabulary=Vocabulary.beside(folder), aliases=_sources(folder / "unet"))
 
 
-__all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "unet_sha256", "weights_present"]
+def _sources(unet: Path) -> tuple[str, ...]:
+    """The hash of the fp16 U-Net a compact U-Net was made from: LoRAs trained on that one fit it too."""
+    from keypaint.models.safety import read_safetensors_header
+
+    if not (unet / COMPACT).is_file():
+        return ()
+    source = read_safetensors_header(unet / COMPACT).metadata.get(SOURCE_KEY, "")
+    return (source,) if source else ()
+
+
+__all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256", "unet_sha256",
+           "weights_present"]

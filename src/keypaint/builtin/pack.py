@@ -1,8 +1,9 @@
 """Put trained weights where keypaint ships them: `python -m keypaint.builtin.pack VAE_RUN UNET_RUN [DEST]`.
 
 Copies RUN/vae, RUN/unet and RUN/scheduler (fp16 safetensors shards + configs, as the trainers write
-them) into `keypaint/builtin/weights/` and checks the size budget of the issue: U-Net + VAE <= 35 MB,
-each file <= 15 MB. `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
+them) into `keypaint/builtin/weights/`, checks the size budget (U-Net + VAE <= 35 MB in fp16, each file
+<= 15 MB) and stores U-Net and VAE compactly (`python -m keypaint.builtin.pack compact FOLDER ...` does that
+to any folder of plain files, e.g. the scorer's). `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
 vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`; icon names and
 categories too, from `keypaint data icons`) beside them, and `python -m keypaint.builtin.pack meaning
 [DEST]` the labels' sentence embeddings (`keypaint.prompts.meaning`).
@@ -31,7 +32,7 @@ MAX_FILE = 15_000_000  # bytes per shard
 
 
 def pack_weights(vae_run: Path, unet_run: Path, dest: Path = WEIGHTS_DIR) -> int:
-    """Copy the three parts into `dest`; returns the weights' total size in bytes."""
+    """Copy the three parts into `dest`, U-Net and VAE made compact; returns their size in bytes."""
     parts = {"vae": vae_run / "vae", "unet": unet_run / "unet", "scheduler": unet_run / "scheduler"}
     for name, folder in parts.items():
         if not folder.is_dir():
@@ -50,7 +51,32 @@ def pack_weights(vae_run: Path, unet_run: Path, dest: Path = WEIGHTS_DIR) -> int
         for f in folder.iterdir():
             if f.is_file() and (f.suffix in (".json", ".safetensors")):
                 shutil.copy2(f, target / f.name)
-    return total
+    return sum(compact_part(dest / name) for name in ("vae", "unet"))
+
+
+def compact_part(folder: Path) -> int:
+    """Replace the plain safetensors files in `folder` by one compact file (int8 blocks, `models.compact`).
+
+    The compact file's header keeps the hash of the plain files (`source_sha256`), so LoRAs trained on them
+    still fit. Returns the compact file's size in bytes.
+    """
+    from safetensors.torch import load_file
+
+    from keypaint.builtin import part_sha256
+    from keypaint.models.compact import FILENAME as COMPACT
+    from keypaint.models.compact import SOURCE_KEY, save_compact
+
+    plain = sorted(f for f in folder.glob("*.safetensors") if f.name != COMPACT)
+    if not plain:
+        raise ModelError(f"{folder}: no plain .safetensors files to make compact")
+    source = part_sha256(folder)
+    state = {}
+    for f in plain:
+        state.update(load_file(str(f)))
+    size = save_compact(state, folder / COMPACT, {SOURCE_KEY: source})
+    for f in [*plain, *folder.glob("*.safetensors.index.json")]:
+        f.unlink()
+    return size
 
 
 def pack_vocabulary(train: Path, dest: Path = WEIGHTS_DIR) -> Vocabulary:
@@ -141,6 +167,9 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) in (2, 3) and args[0] == "lcm":
         print(f"wrote {pack_lcm(Path(args[1]), Path(args[2]) if len(args) == 3 else WEIGHTS_DIR)}")
+    elif len(args) >= 2 and args[0] == "compact":
+        for folder in map(Path, args[1:]):
+            print(f"{folder}: {compact_part(folder) / 1e6:.1f} MB compact")
     elif len(args) in (1, 2) and args[0] == "meaning":
         dest = Path(args[1]) if len(args) == 2 else WEIGHTS_DIR
         print(f"wrote {len(pack_meaning(dest).entries)} label embeddings into {dest / MEANING}")
@@ -155,4 +184,5 @@ if __name__ == "__main__":
         sys.exit("usage: python -m keypaint.builtin.pack VAE_RUN UNET_RUN [DEST]\n"
                  "       python -m keypaint.builtin.pack vocabulary DATA/train [DEST]\n"
                  "       python -m keypaint.builtin.pack meaning [DEST]\n"
+                 "       python -m keypaint.builtin.pack compact FOLDER [FOLDER ...]\n"
                  "       python -m keypaint.builtin.pack lcm LCM_RUN [DEST]")

@@ -191,6 +191,10 @@ def generate_command(
     if warning is not None:
         stderr.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     results = _run_with_progress(painter, params)
+    meanings = results[0].extra.get("Keyword meanings") if results else None
+    if meanings:  # keywords that are no label found one by meaning: "cheeseburger -> hamburger"
+        for match in str(meanings).split("; "):
+            stderr.print(f"[dim]keyword:[/] {escape(match)}", soft_wrap=True)
     folder = output_dir(out)
     from keypaint.outputs.leftovers import remove_stale_leftovers
 

@@ -229,7 +229,8 @@ class Adapters:
         model = self.model
         info = file.info
         if info is not None:
-            if info.base_kind != model.kind.value or info.base_sha256 != self.fingerprint():
+            bases = {self.fingerprint(), *model.aliases}  # a compact U-Net also accepts its fp16 source's
+            if info.base_kind != model.kind.value or info.base_sha256 not in bases:
                 raise ModelError(
                     f"{what} {file.path.name} was trained on {info.base_model} ({info.base_short}), but the "
                     f"model loaded is {model.name} ({self.fingerprint()[:10]}); use --model "

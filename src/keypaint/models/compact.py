@@ -31,6 +31,7 @@ FORMAT = "keypaint-compact/1"
 FILENAME = "keypaint-compact.safetensors"
 SCALE = "::scale"
 MIN_ELEMENTS = 1024  # smaller tensors (biases, norms, tiny kernels) stay fp16
+SOURCE_KEY = "source_sha256"  # header field: the hash of the plain files a compact file was made from
 BLOCK = 32  # weights per scale, along each output channel's flattened inputs (GGUF's Q8_0 uses 32 too)
 
 

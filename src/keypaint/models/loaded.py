@@ -41,6 +41,7 @@ class LoadedModel:
     sha256: str | None = None  # of the checkpoint file (A1111's "Model hash" is its first 10 hex digits)
     source: Path | None = None  # file or folder it was loaded from; None for models built in memory
     vocabulary: Vocabulary | None = None  # keywords the model was trained with and their tags, if known
+    aliases: tuple[str, ...] = ()  # hashes of the same weights stored otherwise (the fp16 of a compact U-Net)
 
     @property
     def short_hash(self) -> str | None:

@@ -175,8 +175,13 @@ def job_router(state: ServerState) -> APIRouter:
     def keywords(body: KeywordsRequest) -> dict[str, Any]:
         from keypaint.prompts.encode import token_count
 
-        used, capacity = token_count(state.host.current.model, body.prompt)
-        return {"keywords": split_keywords(body.prompt), "tokens": used, "capacity": capacity}
+        model = state.host.current.model
+        used, capacity = token_count(model, body.prompt)
+        # what each keyword that is no label finds by meaning (the page shows it on the keyword's chip)
+        mapped = {m.keyword: {"label": m.label, "score": round(m.score, 3)}
+                  for m in model.expand(body.prompt).matches}
+        return {"keywords": split_keywords(body.prompt), "tokens": used, "capacity": capacity,
+                "mapped": mapped}
 
     return router
 
