@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keypaint.builtin import WEIGHTS_DIR, unet_sha256
-from keypaint.builtin.pack import LCM_NAME, pack_lcm
+from keypaint.builtin import WEIGHTS_DIR, unet_hashes, unet_sha256
+from keypaint.builtin.pack import LCM_NAME, compact_part, pack_lcm
 from keypaint.core.adapters import read_lora_file
 from keypaint.errors import ModelError
 
@@ -56,4 +56,29 @@ def test_a_lora_from_another_unet_is_refused(run: Path, dest: Path) -> None:
 
 def test_the_shipped_lora_names_the_shipped_unet() -> None:
     info = read_lora_file(SHIPPED).info
-    assert info is not None and info.base_sha256 == unet_sha256() and info.method == "lcm"
+    assert info is not None and info.base_sha256 in unet_hashes() and info.method == "lcm"
+
+
+def test_compact_part_replaces_plain_files_and_keeps_their_hash(tmp_path: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    from keypaint.builtin import load_part, part_sha256
+    from keypaint.models.compact import FILENAME, SOURCE_KEY
+    from keypaint.models.safety import read_safetensors_header
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=32)
+    vae.half().save_pretrained(tmp_path / "vae", max_shard_size="100KB")
+    before = part_sha256(tmp_path / "vae")
+    assert len(list((tmp_path / "vae").glob("*.safetensors"))) > 1  # shards and their index
+    size = compact_part(tmp_path / "vae")
+    assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["config.json", FILENAME]
+    assert size == (tmp_path / "vae" / FILENAME).stat().st_size
+    assert read_safetensors_header(tmp_path / "vae" / FILENAME).metadata[SOURCE_KEY] == before
+    assert part_sha256(tmp_path / "vae") != before
+    loaded = load_part(AutoencoderKL, tmp_path / "vae", torch.float32)
+    assert set(loaded.state_dict()) == set(vae.state_dict())
+    with pytest.raises(ModelError, match="no plain"):
+        compact_part(tmp_path / "vae")

@@ -51,6 +51,11 @@ def unet_sha256(folder: Path = WEIGHTS_DIR) -> str:
     return part_sha256(folder / "unet")
 
 
+def unet_hashes(folder: Path = WEIGHTS_DIR) -> set[str]:
+    """The U-Net's hash as stored and, for a compact U-Net, its fp16 source's (LoRAs of either fit)."""
+    return {unet_sha256(folder), *_sources(folder / "unet")}
+
+
 def part_sha256(part: Path) -> str:
     """sha256 of a model part's weight files as stored (compact file, or plain shards in index order)."""
     index = next(part.glob("*.safetensors.index.json"), None)
@@ -132,5 +137,5 @@ def _sources(unet: Path) -> tuple[str, ...]:
     return (source,) if source else ()
 
 
-__all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256", "unet_sha256",
-           "weights_present"]
+__all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256", "unet_hashes",
+           "unet_sha256", "weights_present"]

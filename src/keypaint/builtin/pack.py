@@ -2,14 +2,15 @@
 
 Copies RUN/vae, RUN/unet and RUN/scheduler (fp16 safetensors shards + configs, as the trainers write
 them) into `keypaint/builtin/weights/`, checks the size budget (U-Net + VAE <= 35 MB in fp16, each file
-<= 15 MB) and stores U-Net and VAE compactly (`python -m keypaint.builtin.pack compact FOLDER ...` does that
-to any folder of plain files, e.g. the scorer's). `python -m keypaint.builtin.pack vocabulary DATA/train [DEST]` writes the keyword
-vocabulary (each trained label and its CLDR tags, `keypaint.prompts.vocabulary`; icon names and
-categories too, from `keypaint data icons`) beside them, and `python -m keypaint.builtin.pack meaning
-[DEST]` the labels' sentence embeddings (`keypaint.prompts.meaning`).
-`python -m keypaint.builtin.pack lcm LCM_RUN [DEST]` ships the LCM-LoRA `keypaint train lcm` distilled
-from the shipped U-Net as the built-in LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in
-the form `keypaint finetune` writes, so the Painter checks its base like any fine-tuned LoRA.
+<= 15 MB) and stores U-Net and VAE compactly. The other commands:
+
+- `compact FOLDER ...`: a folder of plain weights made compact (`keypaint.models.compact`): the scorer's;
+- `vocabulary DATA/train [DEST]`: the keyword vocabulary (each trained label and its CLDR tags; icon names
+  and categories too, from `keypaint data icons`; `keypaint.prompts.vocabulary`);
+- `meaning [DEST]`: the labels' sentence embeddings (`keypaint.prompts.meaning`);
+- `lcm LCM_RUN [DEST]`: the LCM-LoRA `keypaint train lcm` distilled from the shipped U-Net, as the built-in
+  LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in the form `keypaint finetune` writes, so
+  the Painter checks its base like any fine-tuned LoRA.
 """
 
 from __future__ import annotations
@@ -134,17 +135,18 @@ def pack_lcm(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
     """Copy RUN/lcm_lora.safetensors to DEST/loras/keypaint-lcm.safetensors with keypaint's metadata."""
     from safetensors.numpy import load_file, save_file
 
-    from keypaint.builtin import NAME, unet_sha256
+    from keypaint.builtin import NAME, unet_hashes
     from keypaint.finetune.metadata import BASE_VERSION, FinetuneInfo
     from keypaint.models.loaded import ModelKind
     from keypaint.models.safety import read_safetensors_header
 
     source = run / "lcm_lora.safetensors"
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))
-    base = unet_sha256(dest)
-    if report.get("base_unet_sha256") != base:
-        raise ModelError(f"{source} was distilled from U-Net {str(report.get('base_unet_sha256'))[:10]}, "
-                         f"but {dest} ships {base[:10]}: distill it again from the shipped U-Net")
+    shipped = unet_hashes(dest)
+    base = str(report.get("base_unet_sha256"))
+    if base not in shipped:
+        raise ModelError(f"{source} was distilled from U-Net {base[:10]}, but {dest} ships "
+                         f"{min(shipped)[:10]}: distill it again from the shipped U-Net")
     if source.stat().st_size > MAX_FILE:
         raise ModelError(f"{source} is over {MAX_FILE / 1e6:.0f} MB; distill with a lower --rank")
     settings = {key: report[key] for key in ("rank", "guidance_range", "num_ddim_timesteps", "inference",
