@@ -51,7 +51,8 @@ def test_icon_names_join_the_vocabulary_and_emoji_tags_win(tmp_path: Path) -> No
     assert vocabulary.source == (
         "CLDR labels and tags of emojibase-data@17.0.0 (MIT) and icon names and categories of 2 iconify sets"
     )
-    assert vocabulary.expand("arrow left, tabler outline style") == "arrow left, arrows, tabler outline style"
+    expanded = vocabulary.expand("arrow left, tabler outline style").prompt
+    assert expanded == "arrow left, arrows, tabler outline style"
 
 
 def test_icons_alone_and_folders_without_labels(tmp_path: Path) -> None:

@@ -71,6 +71,22 @@ def test_a_new_painter_paints_the_same_pictures_from_the_bundle(
     assert events[-1].latents.shape == (2, 4, 8, 8)
 
 
+def test_the_bundle_finds_keywords_by_meaning_as_the_full_path_does(
+    cache: Path, first_run: list[GeneratedImage]
+) -> None:
+    """The exported text encoder embeds keywords for meaning matching; no PyTorch model is loaded."""
+    from keypaint.builtin import load_builtin
+
+    painter = Painter.load(device="cpu", speed=options(cache))
+    assert painter.frozen is not None
+    frozen = painter.frozen.expand("cheeseburger, spacecraft, noto style")
+    full = load_builtin().expand("cheeseburger, spacecraft, noto style")
+    assert not painter.loaded and frozen.prompt == full.prompt
+    assert frozen.note == full.note == "cheeseburger -> hamburger; spacecraft -> satellite"
+    for a, b in zip(frozen.matches, full.matches, strict=True):
+        assert abs(a.score - b.score) < 1e-3
+
+
 def test_what_the_bundle_does_not_cover_loads_the_model(cache: Path, first_run: list[GeneratedImage]) -> None:
     painter = Painter.load(device="cpu", speed=options(cache))
     [result] = painter.generate(replace(PARAMS, sampler=Sampler.EULER_A, batch_size=1))

@@ -54,11 +54,12 @@ class BundleTokenizer:
         return {"input_ids": ids[0] if isinstance(text, str) else ids}
 
     def padded(self, texts: list[str], window: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, attention mask), int64, each text cut to `window` tokens (its last one kept) and padded."""
+        """(ids, attention mask), int64, each text cut to `window` tokens (its last one kept) and padded to
+        `window` (the exported text encoder's fixed width)."""
         rows = []
         for e in self._tokenizer.encode_batch(texts, add_special_tokens=True):
             rows.append(e.ids if len(e.ids) <= window else [*e.ids[: window - 1], e.ids[-1]])
-        width = max(len(r) for r in rows)
+        width = window
         ids = np.array([r + [self.pad_token_id] * (width - len(r)) for r in rows], dtype=np.int64)
         mask = np.array([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=np.int64)
         return ids, mask
