@@ -13,7 +13,6 @@ takes exactly the steps the uninterrupted run would have taken.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from tqdm.auto import tqdm
 
 from keypaint.core.adapters import embeddings_dir, loras_dir
 from keypaint.finetune.conditioning import conditioner
@@ -46,6 +44,7 @@ from keypaint.outputs.infotext import package_version
 from keypaint.training.checkpoint import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
 from keypaint.training.common import Schedule, make_accelerator
 from keypaint.training.latents import encode_latents
+from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 from keypaint.training.unet import snr_weight
 
 StepHook = Callable[[int], None]
@@ -216,39 +215,26 @@ def finetune(
         schedule = Schedule(cfg.steps, None, cfg.learning_rate, min(cfg.warmup_steps, cfg.steps))
         condition = conditioner(model, cfg, vectors, resolution, device)
 
-        def state_now(loss: float) -> dict[str, Any]:
-            return {
-                "kind": "finetune",
-                "step": step,
-                "loss": loss,
-                "identity": cfg.identity(),
-                "elapsed_s": elapsed0 + time.perf_counter() - loop_start,
-            }
-
-        def checkpoint(loss: float) -> None:
-            trained = lora_state(unet) if cfg.method.makes_lora else vectors_state(vectors)
-            save_checkpoint(run_dir, Checkpoint(trained, {}, optimizer.state_dict(), state_now(loss)))
-
-        # 6. the loop
-        step = int(ckpt.state["step"]) if ckpt else 0
-        elapsed0 = float(ckpt.state.get("elapsed_s", 0.0)) if ckpt else 0.0
+        # 6. the loop (the shared one: cadence, resume, non-finite loss check, checkpoints)
+        loop = TrainingLoop(
+            "finetune",
+            accelerator,
+            Cadence(cfg.steps, cfg.checkpoint_every),
+            Display(
+                f"{cfg.method.value} {cfg.token}",
+                show=progress,
+                print_logs=False,
+                mininterval=1.0,
+                hint="lower --lr (the last checkpoint is kept)",
+            ),
+            resume=ckpt,
+        )
         samples: list[Path] = []
         sampler = Sampler(model, cfg, run_dir, fingerprint, captions[0])
-        loop_start, loss_value = time.perf_counter(), float("nan")
         batch = cfg.batch_size
-        bar = tqdm(
-            total=cfg.steps,
-            initial=step,
-            desc=f"{cfg.method.value} {cfg.token}",
-            unit="step",
-            disable=not progress,
-            dynamic_ncols=True,
-            mininterval=1.0,
-        )
-        while step < cfg.steps:
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.lr_at(step, 0.0)
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+
+        def step(index: int) -> StepResult:
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
             idx = torch.randint(len(mean), (batch,), generator=g)
             z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=g)
             texts = [captions[i] for i in idx.tolist()]
@@ -281,23 +267,26 @@ def finetune(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss_value = float(loss.detach())
-            if not torch.isfinite(loss.detach()):
-                raise FinetuneError(
-                    f"loss is {loss_value} at step {step}; lower --lr (the last checkpoint is kept)"
-                )
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                checkpoint(loss_value)
-            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-                samples.append(sampler.paint(step, vectors))
+            return StepResult(loss, len(z))
+
+        def save(state: dict[str, Any]) -> None:
+            trained = lora_state(unet) if cfg.method.makes_lora else vectors_state(vectors)
+            save_checkpoint(run_dir, Checkpoint(trained, {}, optimizer.state_dict(), state))
+
+        def paint_samples(index: int) -> None:
+            if cfg.sample_every and (index % cfg.sample_every == 0 or index == cfg.steps):
+                samples.append(sampler.paint(index, vectors))
                 unet.train()
-            if on_step is not None:
-                on_step(step)
-        bar.close()
-        train_seconds = time.perf_counter() - loop_start
+
+        end = loop.run(
+            optimizer,
+            schedule,
+            step,
+            save,
+            extra_state={"identity": cfg.identity()},
+            after_step=paint_samples,
+            on_step=on_step,
+        )
 
         # 7. the output file
         info = FinetuneInfo(
@@ -309,7 +298,7 @@ def finetune(
             steps=cfg.steps,
             images=checked.images.manifest(),
             settings=settings_of(cfg, resolution),
-            seconds=round(elapsed0 + train_seconds, 1),
+            seconds=round(end.elapsed_s, 1),
             device=device_name(device),
             version=package_version("keypaint"),
         )
@@ -325,11 +314,11 @@ def finetune(
         path=checked.out,
         method=cfg.method.value,
         token=cfg.token,
-        steps=step,
+        steps=end.step,
         seconds=time.perf_counter() - started,
-        train_seconds=train_seconds,
+        train_seconds=end.seconds,
         bytes=checked.out.stat().st_size,
-        loss=loss_value,
+        loss=end.loss,
         device=info.device,
         samples=samples,
         note=note,
@@ -338,7 +327,7 @@ def finetune(
         **{k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()},
         "samples": [str(p) for p in samples],
     }
-    (run_dir / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    loop.finish(run_dir, lambda: report, announce=False)
     return result
 
 

@@ -1,4 +1,4 @@
-"""What the VAE and U-Net trainers share: accelerate setup, learning-rate curve, EMA, logging, resume.
+"""What the trainers share: accelerate setup, learning-rate curve, EMA, run folders, random streams.
 
 One code path serves 1 CPU, 1 GPU and N GPUs: `accelerate launch` / `torchrun` set the process group
 and `Accelerator` picks it up; on CUDA the forward passes run under bf16 autocast.
@@ -126,18 +126,16 @@ def seeded_generator(seed: int, process_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1000 + process_index)
 
 
-def start_run(
-    name: str, cfg: Any, ckpt: Checkpoint | None, accelerator: Accelerator
-) -> tuple[int, float, torch.Generator, random.Random]:
-    """Where a run starts (step, seconds already trained) and its random streams, and its trackers.
+def random_streams(seed: int, step: int, process_index: int) -> tuple[torch.Generator, random.Random]:
+    """A run's batch and caption streams, seeded by (seed, step, process).
 
-    The streams are seeded by (seed, step, process), so a resumed run draws what the uninterrupted one
-    would have drawn from that step on.
+    A resumed run draws what the uninterrupted one would have drawn from that step on.
     """
-    step = ckpt.state["step"] if ckpt else 0
-    elapsed = ckpt.state["elapsed_s"] if ckpt else 0.0
-    gen = seeded_generator(cfg.seed + step, accelerator.process_index)
-    rng = random.Random(cfg.seed * 1000 + accelerator.process_index + 7919 * step)
-    if accelerator.is_main_process:
-        accelerator.init_trackers(name, config={k: str(v) for k, v in asdict(cfg).items()})
-    return step, elapsed, gen, rng
+    gen = seeded_generator(seed + step, process_index)
+    rng = random.Random(seed * 1000 + process_index + 7919 * step)
+    return gen, rng
+
+
+def config_strings(cfg: Any) -> dict[str, str]:
+    """A config dataclass as strings: the trackers' hyperparameters and the checkpoint's `config`."""
+    return {k: str(v) for k, v in asdict(cfg).items()}

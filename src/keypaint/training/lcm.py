@@ -18,11 +18,9 @@ The LoRA is saved as diffusers saves LoRAs (`StableDiffusionPipeline.load_lora_w
 from __future__ import annotations
 
 import json
-import math
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +29,6 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from keypaint.builtin.architecture import TRAIN_SCHEDULE
 from keypaint.builtin.text_encoder import load_text_encoder
@@ -40,14 +37,15 @@ from keypaint.prompts.encode import encode_plain
 from keypaint.training.checkpoint import Checkpoint, save_checkpoint
 from keypaint.training.common import (
     Schedule,
-    Throughput,
     TrainingError,
+    config_strings,
     make_accelerator,
     prepare_run_dir,
-    start_run,
+    random_streams,
 )
 from keypaint.training.data import load_split
 from keypaint.training.latents import cached_latents, draw_batch
+from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 
 ADAPTER = "keypaint-lcm"
 LORA_FILE = "lcm_lora.safetensors"
@@ -222,29 +220,13 @@ def train_lcm(cfg: LcmTrainConfig, on_step: Callable[[int], None] | None = None)
     alphas = lcm.alphas_cumprod.to(device)
     solver = DdimSolver(lcm.alphas_cumprod, cfg.num_ddim_timesteps).to(device)
     schedule = Schedule(cfg.max_steps, cfg.max_minutes, cfg.lr, cfg.warmup_steps)
-    step, elapsed0, gen, rng = start_run("lcm", cfg, ckpt, accelerator)
+    loop = TrainingLoop("lcm", accelerator, Cadence(cfg.max_steps, cfg.checkpoint_every, cfg.log_every,
+                                                    cfg.max_minutes),
+                        Display("lcm", unit="latents", rate_key="latents_per_s"), resume=ckpt,
+                        tracker_config=config_strings(cfg))
+    gen, rng = random_streams(cfg.seed, loop.step, accelerator.process_index)
 
-    def state(loss: float) -> dict:
-        return {"kind": "lcm", "step": step, "elapsed_s": elapsed0 + time.perf_counter() - start,
-                "loss": loss, "scaling_factor": scaling,
-                "config": {k: str(v) for k, v in asdict(cfg).items()}}
-
-    def checkpoint(loss: float) -> None:
-        if not math.isfinite(loss):
-            raise TrainingError(f"loss is {loss} at step {step}; kept the last good checkpoint")
-        unwrapped = accelerator.unwrap_model(model)
-        save_checkpoint(cfg.out, Checkpoint(lora_tensors(unwrapped), {}, optimizer.state_dict(), state(loss)))
-
-    start, meter, loss_sum, loss_n, rate = time.perf_counter(), Throughput(), 0.0, 0, 0.0
-    loss_value = float("nan")
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, mininterval=10,
-               desc="lcm")
-    while step < cfg.max_steps:
-        elapsed = elapsed0 + time.perf_counter() - start
-        if cfg.max_minutes and elapsed >= 60 * cfg.max_minutes:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr_at(step, elapsed)
+    def step(_: int) -> StepResult:
         # 4. A batch: fresh posterior samples z0 = (mu + sigma e) * scaling, and varied keyword captions.
         z0, captions = draw_batch(mean, std, records, scaling, cfg.batch_size, gen, rng,
                                   caption_drop=0.0, style_drop=cfg.style_drop, all_tags=cfg.all_tags)
@@ -280,44 +262,29 @@ def train_lcm(cfg: LcmTrainConfig, on_step: Callable[[int], None] | None = None)
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        step += 1
-        meter.add(n * accelerator.num_processes)
-        loss_sum, loss_n = loss_sum + loss.detach(), loss_n + 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            loss_value, loss_sum, loss_n, rate = float(loss_sum) / loss_n, 0.0, 0, meter.rate()
-            lr_now = optimizer.param_groups[0]["lr"]
-            accelerator.log({"loss": loss_value, "lr": lr_now, "latents_per_s": rate}, step=step)
-            accelerator.print(f"lcm step {step} loss {loss_value:.5f} {rate:.0f} latents/s", flush=True)
-            if not math.isfinite(loss_value):
-                raise TrainingError(f"loss is {loss_value} at step {step}; the last good checkpoint was kept")
-        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            checkpoint(loss_value)
-        if on_step is not None:
-            on_step(step)
-    bar.close()
-    accelerator.wait_for_everyone()
-    report: dict = {}
-    if accelerator.is_main_process:
-        if loss_n:
-            loss_value, rate = float(loss_sum) / loss_n, rate or meter.rate()
-        final = state(loss_value)
-        checkpoint(loss_value)
+        return StepResult(loss, n)
+
+    def save(state: dict) -> None:
+        unwrapped = accelerator.unwrap_model(model)
+        save_checkpoint(cfg.out, Checkpoint(lora_tensors(unwrapped), {}, optimizer.state_dict(), state))
+
+    end = loop.run(optimizer, schedule, step, save, on_step=on_step,
+                   extra_state={"scaling_factor": scaling, "config": config_strings(cfg)})
+
+    def report() -> dict:
         unwrapped = accelerator.unwrap_model(model)
         sha = base_sha256(cfg.init)
         lora_params = sum(v.numel() for v in lora_tensors(unwrapped).values())
         save_lora(unwrapped, cfg.out / LORA_FILE, {
             "keypaint": "lcm-lora", "base_unet_sha256": sha or "", "rank": str(cfg.rank),
-            "lora_alpha": str(cfg.rank), "steps": str(step),
+            "lora_alpha": str(cfg.rank), "steps": str(end.step),
             "num_ddim_timesteps": str(cfg.num_ddim_timesteps),
             "guidance_range": f"{cfg.w_min}-{cfg.w_max}", "inference": json.dumps(INFERENCE)})
-        report = {"kind": "lcm", "steps": step, "minutes": final["elapsed_s"] / 60, "loss": loss_value,
-                  "latents_per_s": rate, "pictures": len(records), "batch_per_process": cfg.batch_size,
-                  "processes": accelerator.num_processes, "rank": cfg.rank, "lora_parameters": lora_params,
-                  "base_unet_sha256": sha, "guidance_range": [cfg.w_min, cfg.w_max],
-                  "num_ddim_timesteps": cfg.num_ddim_timesteps, "inference": INFERENCE,
-                  "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
-        (cfg.out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-        print(f"lcm done: {json.dumps(report)}", flush=True)
-    accelerator.end_training()
-    return report
+        return {"kind": "lcm", "steps": end.step, "minutes": end.elapsed_s / 60, "loss": end.loss,
+                "latents_per_s": end.rate, "pictures": len(records), "batch_per_process": cfg.batch_size,
+                "processes": accelerator.num_processes, "rank": cfg.rank, "lora_parameters": lora_params,
+                "base_unet_sha256": sha, "guidance_range": [cfg.w_min, cfg.w_max],
+                "num_ddim_timesteps": cfg.num_ddim_timesteps, "inference": INFERENCE,
+                "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+
+    return loop.finish(cfg.out, report)

@@ -8,18 +8,14 @@ classifier-free guidance) and encoded by `keypaint.prompts.encode.encode_plain`,
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from tqdm.auto import tqdm
 
 from keypaint.builtin.architecture import (
     TRAIN_SCHEDULE,
@@ -34,17 +30,18 @@ from keypaint.models.loaded import ModelKind
 from keypaint.prompts.encode import encode_plain
 from keypaint.training.common import (
     Schedule,
-    Throughput,
     TrainingError,
+    config_strings,
     load_ema,
     make_accelerator,
     make_ema,
     prepare_run_dir,
-    start_run,
+    random_streams,
     write_checkpoint,
 )
 from keypaint.training.data import load_split
 from keypaint.training.latents import cached_latents, draw_batch
+from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 from keypaint.training.vae import SHARD
 
 
@@ -126,24 +123,13 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
     noise_scheduler = DDPMScheduler(**{**TRAIN_SCHEDULE, "prediction_type": cfg.prediction})
     alphas = noise_scheduler.alphas_cumprod.to(device)
     schedule = Schedule(cfg.max_steps, cfg.max_minutes, cfg.lr, cfg.warmup_steps)
-    step, elapsed0, gen, rng = start_run("unet", cfg, ckpt, accelerator)
-
-    def state(loss: float) -> dict:
-        return {"kind": "unet", "step": step, "elapsed_s": elapsed0 + time.perf_counter() - start,
-                "loss": loss, "model_size": size_dict(size), "scaling_factor": scaling,
-                "config": {k: str(v) for k, v in asdict(cfg).items()}}
-
-    start, meter, loss_sum, loss_n, rate = time.perf_counter(), Throughput(), 0.0, 0, 0.0
-    loss_value = float("nan")
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, mininterval=10,
-               desc="unet")
+    loop = TrainingLoop("unet", accelerator, Cadence(cfg.max_steps, cfg.checkpoint_every, cfg.log_every,
+                                                     cfg.max_minutes),
+                        Display("unet"), resume=ckpt, tracker_config=config_strings(cfg))
+    gen, rng = random_streams(cfg.seed, loop.step, accelerator.process_index)
     varied = {"caption_drop": cfg.caption_drop, "style_drop": cfg.style_drop, "all_tags": cfg.all_tags}
-    while step < cfg.max_steps:
-        elapsed = elapsed0 + time.perf_counter() - start
-        if cfg.max_minutes and elapsed >= 60 * cfg.max_minutes:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr_at(step, elapsed)
+
+    def step(_: int) -> StepResult:
         z, captions = draw_batch(mean, std, records, scaling, cfg.batch_size, gen, rng, **varied)
         noise = torch.randn_like(z)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z),), device=device)
@@ -163,29 +149,15 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.step(accelerator.unwrap_model(model).parameters())
-        step += 1
-        meter.add(len(z) * accelerator.num_processes)
-        loss_sum, loss_n = loss_sum + loss.detach(), loss_n + 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            loss_value, loss_sum, loss_n, rate = float(loss_sum) / loss_n, 0.0, 0, meter.rate()
-            accelerator.log({"loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate},
-                            step=step)
-            accelerator.print(f"unet step {step} loss {loss_value:.5f} {rate:.0f} img/s", flush=True)
-            if not math.isfinite(loss_value):
-                raise TrainingError(f"loss is {loss_value} at step {step}; the last good checkpoint was kept")
-        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            write_checkpoint(cfg.out, accelerator.unwrap_model(model), ema, optimizer, state(loss_value))
-        if on_step is not None:
-            on_step(step)
-    bar.close()
-    accelerator.wait_for_everyone()
-    report: dict = {}
-    if accelerator.is_main_process:
-        if loss_n:
-            loss_value, rate = float(loss_sum) / loss_n, rate or meter.rate()
-        final_state = state(loss_value)
-        write_checkpoint(cfg.out, accelerator.unwrap_model(model), ema, optimizer, final_state)
+        return StepResult(loss, len(z))
+
+    def save(state: dict) -> None:
+        write_checkpoint(cfg.out, accelerator.unwrap_model(model), ema, optimizer, state)
+
+    end = loop.run(optimizer, schedule, step, save, on_step=on_step, extra_state={
+        "model_size": size_dict(size), "scaling_factor": scaling, "config": config_strings(cfg)})
+
+    def report() -> dict:
         final = build_unet(size, latent_channels=mean.shape[1])
         ema.copy_to(final.parameters())
         final.to(torch.float16).save_pretrained(cfg.out / "unet", max_shard_size=SHARD)
@@ -193,12 +165,10 @@ def train_unet(cfg: UNetTrainConfig, on_step: Callable[[int], None] | None = Non
         if cfg.prediction != "epsilon":
             scheduler.register_to_config(prediction_type=cfg.prediction)
         scheduler.save_pretrained(cfg.out / "scheduler")
-        report = {"kind": "unet", "steps": step, "minutes": final_state["elapsed_s"] / 60, "loss": loss_value,
-                  "images_per_s": rate, "pictures": len(records), "batch_per_process": cfg.batch_size,
-                  "processes": accelerator.num_processes, "prediction": cfg.prediction,
-                  "parameters": sum(p.numel() for p in final.parameters()), "model_size": size_dict(size),
-                  "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
-        (cfg.out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-        print(f"unet done: {json.dumps(report)}", flush=True)
-    accelerator.end_training()
-    return report
+        return {"kind": "unet", "steps": end.step, "minutes": end.elapsed_s / 60, "loss": end.loss,
+                "images_per_s": end.rate, "pictures": len(records), "batch_per_process": cfg.batch_size,
+                "processes": accelerator.num_processes, "prediction": cfg.prediction,
+                "parameters": sum(p.numel() for p in final.parameters()), "model_size": size_dict(size),
+                "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+
+    return loop.finish(cfg.out, report)

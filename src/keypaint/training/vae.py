@@ -7,32 +7,30 @@ need pretrained networks nobody can download here). Ends by measuring the latent
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from keypaint.builtin.architecture import VaeSize, build_vae, size_dict, size_preset, vae_size_from
 from keypaint.training.common import (
     Schedule,
-    Throughput,
     TrainingError,
+    config_strings,
     load_ema,
     make_accelerator,
     make_ema,
     prepare_run_dir,
-    start_run,
+    random_streams,
     write_checkpoint,
 )
 from keypaint.training.data import heldout_records, load_pixels, load_split, to_model_range
+from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 
 SHARD = "14MB"  # weights live in git (and come back from the GPU machines) in files under 15 MB
 
@@ -135,23 +133,13 @@ def train_vae(cfg: VaeTrainConfig, on_step: Callable[[int], None] | None = None)
     model, optimizer = accelerator.prepare(VaeWithKl(vae), optimizer)
     ema.to(accelerator.device)
     schedule = Schedule(cfg.max_steps, cfg.max_minutes, cfg.lr, cfg.warmup_steps)
-    step, elapsed0, gen, _ = start_run("vae", cfg, ckpt, accelerator)
+    loop = TrainingLoop("vae", accelerator, Cadence(cfg.max_steps, cfg.checkpoint_every, cfg.log_every,
+                                                    cfg.max_minutes),
+                        Display("vae"), resume=ckpt, tracker_config=config_strings(cfg))
+    gen, _ = random_streams(cfg.seed, loop.step, accelerator.process_index)
+    last: dict[str, torch.Tensor] = {}  # the latest batch and its reconstruction, for the log's PSNR
 
-    def state(loss: float) -> dict:
-        return {"kind": "vae", "step": step, "elapsed_s": elapsed0 + time.perf_counter() - start,
-                "loss": loss, "model_size": size_dict(size),
-                "config": {k: str(v) for k, v in asdict(cfg).items()}}
-
-    start, meter, loss_sum, loss_n, rate = time.perf_counter(), Throughput(), 0.0, 0, 0.0
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, mininterval=10,
-               desc="vae")
-    loss_value = float("nan")
-    while step < cfg.max_steps:
-        elapsed = elapsed0 + time.perf_counter() - start
-        if cfg.max_minutes and elapsed >= 60 * cfg.max_minutes:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr_at(step, elapsed)
+    def step(_: int) -> StepResult:
         idx = torch.randint(len(pixels), (cfg.batch_size,), generator=gen).to(accelerator.device)
         x = to_model_range(pixels[idx])
         flip = torch.rand(len(x), generator=gen).to(accelerator.device) < 0.5
@@ -167,39 +155,25 @@ def train_vae(cfg: VaeTrainConfig, on_step: Callable[[int], None] | None = None)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.step(accelerator.unwrap_model(model).vae.parameters())
-        step += 1
-        meter.add(len(x) * accelerator.num_processes)
-        loss_sum, loss_n = loss_sum + loss.detach(), loss_n + 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            loss_value = float(loss_sum) / loss_n
-            loss_sum, loss_n, rate = 0.0, 0, meter.rate()
-            accelerator.log({"loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate},
-                            step=step)
-            accelerator.print(f"vae step {step} loss {loss_value:.5f} {rate:.0f} img/s "
-                              f"psnr~{10 * math.log10(4 / max(F.mse_loss(recon, x).item(), 1e-12)):.2f}",
-                              flush=True)
-            if not math.isfinite(loss_value):
-                raise TrainingError(f"loss is {loss_value} at step {step}; the last good checkpoint was kept")
-        if step % cfg.checkpoint_every == 0 and accelerator.is_main_process:
-            write_checkpoint(cfg.out, accelerator.unwrap_model(model).vae, ema, optimizer, state(loss_value))
-        if on_step is not None:
-            on_step(step)
-    bar.close()
-    accelerator.wait_for_everyone()
-    report: dict = {}
-    if accelerator.is_main_process:
-        if loss_n:
-            loss_value, rate = float(loss_sum) / loss_n, rate or meter.rate()
-        write_checkpoint(cfg.out, accelerator.unwrap_model(model).vae, ema, optimizer, state(loss_value))
-        report = finish_vae(cfg, size, ema, pixels, state(loss_value), rate, accelerator.device)
-    accelerator.end_training()
-    return report
+        last["recon"], last["x"] = recon, x
+        return StepResult(loss, len(x))
+
+    def note() -> str:
+        return f"psnr~{10 * math.log10(4 / max(F.mse_loss(last['recon'], last['x']).item(), 1e-12)):.2f}"
+
+    def save(state: dict) -> None:
+        write_checkpoint(cfg.out, accelerator.unwrap_model(model).vae, ema, optimizer, state)
+
+    end = loop.run(optimizer, schedule, step, save, note=note, on_step=on_step,
+                   extra_state={"model_size": size_dict(size), "config": config_strings(cfg)})
+    final = {"step": end.step, "elapsed_s": end.elapsed_s, "loss": end.loss}
+    device = accelerator.device
+    return loop.finish(cfg.out, lambda: finish_vae(cfg, size, ema, pixels, final, end.rate, device))
 
 
 def finish_vae(cfg: VaeTrainConfig, size: VaeSize, ema: EMAModel, pixels: torch.Tensor, state: dict,
                rate: float, device: torch.device) -> dict:
-    """EMA weights -> scaling_factor, held-out PSNR, fp16 shards in OUT/vae, OUT/report.json."""
+    """EMA weights -> scaling_factor, held-out PSNR, fp16 shards in OUT/vae; the report's contents."""
     final = build_vae(size).to(device)
     ema.copy_to(final.parameters())
     final.eval()
@@ -219,6 +193,4 @@ def finish_vae(cfg: VaeTrainConfig, size: VaeSize, ema: EMAModel, pixels: torch.
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     }
     final.to(torch.float16).save_pretrained(cfg.out / "vae", max_shard_size=SHARD)
-    (cfg.out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    print(f"vae done: {json.dumps(report)}", flush=True)
     return report
