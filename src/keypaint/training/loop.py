@@ -150,6 +150,7 @@ class TrainingLoop:
         return Summary(self.step, self.loss, self.rate, self.elapsed(), seconds)
 
     def check_finite(self) -> None:
+        """NonFiniteLoss naming the step when the current loss is NaN or infinite."""
         if not math.isfinite(self.loss):
             raise NonFiniteLoss(f"loss is {self.loss} at step {self.step}; {self.display.hint}")
 
