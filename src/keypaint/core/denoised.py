@@ -2,10 +2,9 @@
 
 Whatever the sampler, the U-Net sees x_t in the variance-preserving form (k-diffusion style schedulers
 scale their sigma-form latents with `scale_model_input` first), so one formula gives the estimate
-(Ho et al. 2020, eq. 15): x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t); for v-prediction
-(Salimans & Ho 2022) x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v. A forward hook, PyTorch's own API for
-observing a module, records the U-Net's latest input, timestep and output; guidance is applied the way
-the pipelines apply it.
+(`sampling_math.split_prediction`). A forward hook, PyTorch's own API for observing a module, records the
+U-Net's latest input, timestep and output; guidance is applied the way the pipelines apply it
+(`sampling_math.guide_batch`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any
 
 import torch
 from diffusers import DDPMScheduler
+
+from keypaint.core.sampling_math import guide_batch, split_prediction
 
 
 class DenoisedTracker:
@@ -57,11 +58,8 @@ class DenoisedTracker:
         prediction = prediction.float()
         if self._scale > 1:
             # classifier-free guidance (the pipelines' rule: scale > 1): the batch is [uncond, cond]
-            uncond, cond = prediction.chunk(2)
-            prediction = uncond + self._scale * (cond - uncond)
+            prediction = guide_batch(prediction, self._scale)
             x_t = x_t.chunk(2)[1]
         index = int(timestep.flatten()[0].round().clamp(0, len(self._abar) - 1))
-        abar = self._abar[index]
-        if self._prediction == "v_prediction":
-            return abar.sqrt() * x_t - (1 - abar).sqrt() * prediction
-        return (x_t - (1 - abar).sqrt() * prediction) / abar.sqrt()
+        x0, _eps = split_prediction(prediction, x_t, self._abar[index], self._prediction)
+        return x0

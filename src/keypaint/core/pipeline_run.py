@@ -16,6 +16,7 @@ from PIL import Image
 from keypaint.core.denoised import DenoisedTracker
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import make_scheduler
+from keypaint.core.sampling_math import cpu_generators, start_noise
 from keypaint.errors import Cancelled
 from keypaint.models.loaded import LoadedModel, ModelKind
 
@@ -52,7 +53,7 @@ class PipelineRun:
         pipe = self.pipe("inpaint" if self.model.inpainting else params.mode)
         pipe.scheduler = make_scheduler(params.sampler, self.base_scheduler_config, seeds)
         # one CPU generator per picture: noise depends on the seed alone, not on the device or batch
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        generators = cpu_generators(seeds)
         kwargs: dict[str, Any] = {
             "num_inference_steps": params.steps,
             "guidance_scale": params.guidance_scale,
@@ -104,8 +105,7 @@ class PipelineRun:
             height // pipe.vae_scale_factor,
             width // pipe.vae_scale_factor,
         )
-        noise = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
-        return noise.to(pipe.unet.device, pipe.unet.dtype)
+        return start_noise(generators, shape).to(pipe.unet.device, pipe.unet.dtype)
 
     def vae_roundtrip(self, params: GenerationParams, count: int) -> list[Image.Image]:
         assert params.init_image is not None and params.width is not None and params.height is not None

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from keypaint.core.frozen.bundle import Manifest, bundle_dir, model_digest, read_manifest, shape_key
-from keypaint.core.frozen.noise import torch_randn
 from keypaint.core.frozen.plan import SamplerPlan
+from keypaint.core.sampling_math import guide_batch, start_noise_numpy
 from keypaint.core.speed.options import Offload
 from keypaint.core.speed.sessions import open_session
 from keypaint.prompts.chunks import SpecialTokens, empty_chunk, tokenize_chunks
@@ -155,16 +155,15 @@ class FrozenModel:
     def run(self, job: FrozenJob, seeds: list[int], on_latents: StepLatents | None = None,
             should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
         """Paint one batch: picture i starts from seed i's noise."""
-        plan, batch = job.plan, len(seeds)
-        vectors = [np.stack([torch_randn(seed, job.latent_shape) for seed in seeds])]
+        plan = job.plan
+        vectors = [start_noise_numpy(seeds, job.latent_shape)]
         for k, t in enumerate(plan.timesteps):
             latents = plan.combine(plan.inputs[k], vectors)
             rows = np.concatenate([latents, latents]) if job.guidance is not None else latents
             feed = {"sample": rows, "timestep": np.full((len(rows),), t, np.float32), "context": job.context}
             noise = job.unet.run(None, feed)[0]
-            if job.guidance is not None:
-                uncond, cond = noise[:batch], noise[batch:]
-                noise = uncond + np.float32(job.guidance) * (cond - uncond)
+            if job.guidance is not None:  # rows are [uncond, cond]
+                noise = guide_batch(noise, np.float32(job.guidance))
             vectors.append(noise)
             if on_latents is not None:
                 on_latents(k, plan.combine(plan.states[k], vectors))
