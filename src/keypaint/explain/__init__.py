@@ -1,12 +1,13 @@
 """`keypaint explain`: the forward chain, the reverse chain, attention per keyword and the latent space,
 shown with the real model (Ho et al. 2020; Rombach et al. 2022). docs/how-it-works.md walks through them."""
 
+from keypaint.core.sampling_math import closed_form
 from keypaint.explain.attention import AttentionMaps, attention_maps, save_attention
 from keypaint.explain.compare import compare_samplers, guidance_strip
 from keypaint.explain.forward import ForwardChain, forward_chain, save_forward
 from keypaint.explain.latent import RoundTrip, StepCost, roundtrip, step_costs
 from keypaint.explain.reverse import Recording, record_reverse, save_reverse
-from keypaint.explain.schedules import SCHEDULES, closed_form, iterate_chain, plot_schedules
+from keypaint.explain.schedules import SCHEDULES, iterate_chain, plot_schedules
 
 __all__ = [
     "SCHEDULES",

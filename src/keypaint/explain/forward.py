@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from keypaint.core.sampling_math import closed_form, cpu_generators, start_noise
 from keypaint.explain.images import (
     decode_latents,
     encode_image,
@@ -22,7 +23,7 @@ from keypaint.explain.images import (
     save_npz,
     to_array,
 )
-from keypaint.explain.schedules import alpha_bar, check_timesteps, closed_form, training_scheduler
+from keypaint.explain.schedules import alpha_bar, check_timesteps, training_scheduler
 from keypaint.models.loaded import LoadedModel
 
 DEFAULT_STEPS = (0, 50, 100, 200, 300, 500, 700, 1000)
@@ -54,7 +55,7 @@ def forward_chain(
     width, height = size or (model.native_size, model.native_size)
     x0 = encode_image(model, image, width, height)
     # eps ~ N(0, I) drawn on the CPU from the seed, as the Painter draws x_T
-    eps = torch.randn(x0.shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+    eps = start_noise(cpu_generators([seed]), tuple(x0.shape[1:]))
     bars = [alpha_bar(scheduler, t) for t in timesteps]
     # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps  (Ho et al. 2020, eq. 4)
     latents = torch.cat([closed_form(x0, eps, abar) for abar in bars])

@@ -19,6 +19,7 @@ from PIL import Image
 from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import make_scheduler
+from keypaint.core.sampling_math import cpu_generators, guide_batch, split_prediction, start_noise
 from keypaint.errors import InvalidParams
 from keypaint.explain.images import (
     decode_latents,
@@ -53,26 +54,6 @@ def base_scheduler_config(painter: Painter) -> dict[str, Any]:
 def uses_guidance(model: LoadedModel, guidance_scale: float) -> bool:
     """Classifier-free guidance runs unless the scale is <= 1 or the U-Net embeds the scale itself (LCM)."""
     return guidance_scale > 1 and model.pipe.unet.config.time_cond_proj_dim is None
-
-
-def split_prediction(
-    output: torch.Tensor, x_t: torch.Tensor, abar: float, prediction_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_0, eps) from the U-Net output at variance-preserving x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps.
-
-    epsilon (Ho et al. 2020):  x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
-    v (Salimans & Ho 2022):    x_0 = sqrt(abar) x_t - sqrt(1 - abar) v
-                               eps = sqrt(abar) v + sqrt(1 - abar) x_t
-    sample:                    eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
-    """
-    a, s = abar**0.5, (1 - abar) ** 0.5
-    if prediction_type == "epsilon":
-        return (x_t - s * output) / a, output
-    if prediction_type == "v_prediction":
-        return a * x_t - s * output, a * output + s * x_t
-    if prediction_type == "sample":
-        return output, (x_t - a * output) / max(s, 1e-8)
-    raise ValueError(f"unknown prediction type {prediction_type!r}")
 
 
 def _alpha_bar_at(scheduler: Any, i: int, t: torch.Tensor) -> float:
@@ -133,7 +114,7 @@ def record_reverse(painter: Painter, params: GenerationParams) -> Recording:
     scheduler = make_scheduler(params.sampler, base_scheduler_config(painter), [seed])
     scheduler.set_timesteps(params.steps, device=device)
     step_args = set(inspect.signature(scheduler.step).parameters)
-    generators = [torch.Generator("cpu").manual_seed(seed)]
+    generators = cpu_generators([seed])
     extra: dict[str, Any] = {"generator": generators} if "generator" in step_args else {}
     if "eta" in step_args:
         extra["eta"] = 0.0
@@ -141,7 +122,7 @@ def record_reverse(painter: Painter, params: GenerationParams) -> Recording:
     # 3. x_T ~ N(0, I) drawn on the CPU from the seed, scaled to the scheduler's first sigma
     shape = (pipe.vae.config.latent_channels, params.height // pipe.vae_scale_factor,
              params.width // pipe.vae_scale_factor)
-    latents = torch.randn(shape, generator=generators[0], dtype=torch.float32)[None].to(device, dtype)
+    latents = start_noise(generators, shape).to(device, dtype)
     latents = latents * scheduler.init_noise_sigma
 
     # 4. the reverse chain, keeping x_t, x_0 and eps of every U-Net call
@@ -153,10 +134,8 @@ def record_reverse(painter: Painter, params: GenerationParams) -> Recording:
             model_in = torch.cat([x_in, x_in]) if guided else x_in
             output = unet(model_in, t, encoder_hidden_states=context, timestep_cond=timestep_cond,
                           added_cond_kwargs=added, return_dict=False)[0]
-            if guided:
-                # classifier-free guidance (Ho & Salimans 2022): e = e_uncond + w (e_cond - e_uncond)
-                uncond, cond = output.chunk(2)
-                output = uncond + params.guidance_scale * (cond - uncond)
+            if guided:  # classifier-free guidance (Ho & Salimans 2022): e = e_uncond + w (e_cond - e_uncond)
+                output = guide_batch(output, params.guidance_scale)
             x0, eps = split_prediction(output.float(), x_in.float(), _alpha_bar_at(scheduler, i, t),
                                        prediction_type)
             step = scheduler.step(output, t, latents, **extra, return_dict=True)

@@ -14,6 +14,7 @@ import torch
 from diffusers import DDPMScheduler
 from matplotlib.figure import Figure
 
+from keypaint.core.sampling_math import closed_form as closed_form  # q(x_t | x_0), re-exported
 from keypaint.errors import InvalidParams
 from keypaint.explain.images import save_figure
 
@@ -47,11 +48,6 @@ def check_timesteps(timesteps: list[int], scheduler: DDPMScheduler) -> list[int]
         if not 0 <= t <= total:
             raise InvalidParams("steps", f"{t} is outside the schedule's 0..{total}")
     return timesteps
-
-
-def closed_form(x0: torch.Tensor, eps: torch.Tensor, abar: float) -> torch.Tensor:
-    """q(x_t | x_0) in one go (Ho et al. 2020, eq. 4): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
-    return abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
 
 
 def iterate_chain(
