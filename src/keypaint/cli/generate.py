@@ -14,12 +14,10 @@ from keypaint.cli.errors import option_names, stderr, user_errors
 from keypaint.cli.images import parse_size, read_image
 from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
-from keypaint.core.params import GenerationParams, Limits, LoraRef
+from keypaint.core.params import GenerationParams, Limits, LoraRef, join_keywords
+from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
-
-LCM_LORA = "keypaint-lcm"  # shipped with the built-in model (keypaint.builtin.pack lcm)
-LCM_STEPS = 4
 
 console = Console(highlight=False)
 # GenerationParams' field names -> the option a user types for each, so errors name what was typed
@@ -142,11 +140,11 @@ def generate_command(
     if size is not None:
         overrides["width"], overrides["height"] = parse_size(size)
     if keywords:
-        overrides["prompt"] = ", ".join(k.strip() for k in keywords if k.strip())
+        overrides["prompt"] = join_keywords(keywords)
         if not overrides["prompt"]:
             raise InvalidParams("keywords", 'are empty; give some, e.g. keypaint generate "red apple"')
     if negative:
-        overrides["negative_prompt"] = ", ".join(k.strip() for k in negative if k.strip())
+        overrides["negative_prompt"] = join_keywords(negative)
     if init is not None:
         overrides["init_image"] = read_image(init, "init image")
     if mask is not None:
@@ -157,7 +155,7 @@ def generate_command(
         overrides["embeddings"] = tuple(embedding)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lcm:
-        _lcm_preset(overrides)
+        overrides = _lcm_preset(overrides)
     params = _base_params(from_image, overrides)
     params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
     check_format(format)
@@ -206,18 +204,12 @@ def generate_command(
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
-def _lcm_preset(overrides: dict[str, Any]) -> None:
-    """--lcm: the LCM sampler, 4 steps and CFG 1 unless given, and the built-in LCM-LoRA at weight 1.
-
-    It is what an A1111 user sets by hand (sampler LCM, `<lora:keypaint-lcm:1>`), so the picture records
-    it the same way and `--from` re-makes it.
-    """
-    sampler = overrides.setdefault("sampler", Sampler.LCM)
-    if sampler is not Sampler.LCM:
-        raise InvalidParams("--lcm", f"runs the LCM sampler, not {sampler.value}; drop --sampler")
-    overrides.setdefault("steps", LCM_STEPS)
-    overrides.setdefault("guidance_scale", 1.0)
-    overrides["loras"] = (*overrides.get("loras", ()), LoraRef(LCM_LORA, 1.0))
+def _lcm_preset(overrides: dict[str, Any]) -> dict[str, Any]:
+    """--lcm: the "lcm" preset (core.presets) on what was given; another --sampler is refused."""
+    try:
+        return apply_preset("lcm", overrides)
+    except InvalidParams as err:
+        raise InvalidParams("--lcm", f"{err.reason}; drop --sampler") from None
 
 
 def _check_fast_loras(device: str | None) -> None:

@@ -71,9 +71,8 @@ class GenerationParams:
         cls, keywords: list[str], negative: list[str] | None = None, **kwargs: object
     ) -> GenerationParams:
         """Params from separate keywords, joined the way people type them ("red apple, fruit")."""
-        prompt = ", ".join(k.strip() for k in keywords if k.strip())
-        negative_prompt = ", ".join(k.strip() for k in (negative or []) if k.strip())
-        return cls(prompt=prompt, negative_prompt=negative_prompt, **kwargs)  # type: ignore[arg-type]
+        return cls(prompt=join_keywords(keywords), negative_prompt=join_keywords(negative or []),
+                   **kwargs)  # type: ignore[arg-type]
 
     @property
     def mode(self) -> str:
@@ -151,6 +150,11 @@ class GenerationParams:
         if self.seed == -1:
             raise InvalidParams("seed", "resolve the random seed with with_seed() first")
         return [self.seed + i for i in range(self.total_images)]
+
+
+def join_keywords(keywords: list[str]) -> str:
+    """Separate keywords as one prompt, the way people type them: "red apple, fruit" (blanks dropped)."""
+    return ", ".join(k.strip() for k in keywords if k.strip())
 
 
 def check_lora(lora: object) -> None:
