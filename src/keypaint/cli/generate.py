@@ -119,9 +119,7 @@ def generate_command(
     ] = None,
 ) -> None:
     """Make pictures from keywords and save them with their parameters."""
-    from keypaint.core.adapters import resolve_files
     from keypaint.outputs.store import check_format, check_writable, output_dir
-    from keypaint.provenance.policy import ContentPolicy
     from keypaint.provenance.settings import ProvenanceSettings
 
     limits = Limits(max_pixels=max_pixels)
@@ -157,12 +155,7 @@ def generate_command(
     if lcm:
         overrides = _lcm_preset(overrides)
     params = _base_params(from_image, overrides)
-    params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
     check_format(format)
-    plan = resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
-    if fast and plan.loras:
-        _check_fast_loras(device)
-    ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
     speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
@@ -180,7 +173,11 @@ def generate_command(
         speed=speed,
         before_loading=_quiet_loading,
         max_model_bytes=max_model_bytes,
+        lazy=True,
     )
+    # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
+    # path) is refused before the model loads
+    painter.plan(params)
     from keypaint.core.sizes import size_warning
 
     params = painter.resolve(params)  # the size now concrete: the model's native one when none was given
@@ -212,14 +209,6 @@ def _lcm_preset(overrides: dict[str, Any]) -> dict[str, Any]:
         raise InvalidParams("--lcm", f"{err.reason}; drop --sampler") from None
 
 
-def _check_fast_loras(device: str | None) -> None:
-    """LoRAs run on the CPU fast path (ONNX graphs of the U-Net with them on), not the compiled GPU one."""
-    from keypaint.core.devices import pick_device
-
-    if pick_device(device).type != "cpu":
-        raise InvalidParams("--lora", "LoRAs run on the CPU fast path only; drop --fast or use --device cpu")
-
-
 def _quiet_loading() -> None:
     """The CLI's own progress bar is the one to watch: no loading bars from diffusers and transformers."""
     from diffusers.utils import logging as diffusers_logging
@@ -241,8 +230,7 @@ def _speed_options(
         fast=fast, deep_cache=deep_cache, token_merging=merging, threads=threads, offload=Offload(offload),
         vae_tiling=tiling, frozen=fast,
     )
-    speed.validate()  # before the model loads
-    return speed
+    return speed  # Painter.load checks it, before the model loads
 
 
 def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> GenerationParams:
