@@ -1,8 +1,8 @@
 """What `Painter.plan` checks before any weights load, and how `Painter.resolve` fills a request in.
 
-A request is refused here, in milliseconds, for what it asks and not for what the model is: the content
-policy (blocked keywords), the params against the limits, the LoRA and embedding files it names (found,
-and their headers read), and LoRAs on a fast path that cannot run them. What depends on the model (its
+A request is refused here, in milliseconds, for what it asks and not for what the model is: the params
+against the limits, the LoRA and embedding files it names (found, and their headers read), LoRAs on a
+fast path that cannot run them, and the content policy (blocked keywords). What depends on the model (its
 native size, whether an adapter was trained on it) is `Painter.resolve`'s part, after the model is there.
 """
 
@@ -38,12 +38,13 @@ def plan_request(
     """
     from keypaint.core.adapters import resolve_files
 
-    if policy is not None:
-        policy.check(params.prompt)
+    # in the order the CLI and the server always checked: params, files, speed, then the content policy
     params.validate(limits)
     files = resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
     if files.loras and options.fast:
         _check_fast_loras(options, device, backend)
+    if policy is not None:
+        policy.check(params.prompt)
     return files
 
 
