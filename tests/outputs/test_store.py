@@ -358,3 +358,16 @@ def test_missing_recorded_value_is_named() -> None:
     with pytest.raises(InvalidParams) as err:
         params_from_metadata(data)
     assert err.value.field == "seed"
+
+
+def test_json_of_pictures_made_before_the_codec_is_still_read() -> None:
+    """The `keypaint/1` JSON as earlier versions wrote it (`--from` reads it; later keys are ignored)."""
+    old = {"format": "keypaint/1", "params": {
+        "prompt": "red apple", "negative_prompt": "", "steps": 12, "guidance_scale": 7, "sampler": "Euler a",
+        "seed": 5, "width": 64, "height": 64, "strength": 0.75, "mode": "txt2img", "expand_keywords": True,
+        "batch_index": 2, "loras": [["zqstyle", 1]], "embeddings": [], "later_key": "ignored"}}
+    assert params_from_metadata(old) == GenerationParams(
+        prompt="red apple", steps=12, guidance_scale=7.0, sampler=Sampler.EULER_A, seed=5, width=64,
+        height=64, loras=(LoraRef("zqstyle", 1.0),))
+    with pytest.raises(InvalidParams, match="steps"):
+        params_from_metadata({**old, "params": {**old["params"], "steps": "12"}})

@@ -14,12 +14,10 @@ from keypaint.cli.errors import option_names, stderr, user_errors
 from keypaint.cli.images import parse_size, read_image
 from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
-from keypaint.core.params import GenerationParams, Limits, LoraRef
+from keypaint.core.params import GenerationParams, Limits, LoraRef, join_keywords
+from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
-
-LCM_LORA = "keypaint-lcm"  # shipped with the built-in model (keypaint.builtin.pack lcm)
-LCM_STEPS = 4
 
 console = Console(highlight=False)
 # GenerationParams' field names -> the option a user types for each, so errors name what was typed
@@ -121,9 +119,7 @@ def generate_command(
     ] = None,
 ) -> None:
     """Make pictures from keywords and save them with their parameters."""
-    from keypaint.core.adapters import resolve_files
     from keypaint.outputs.store import check_format, check_writable, output_dir
-    from keypaint.provenance.policy import ContentPolicy
     from keypaint.provenance.settings import ProvenanceSettings
 
     limits = Limits(max_pixels=max_pixels)
@@ -142,11 +138,11 @@ def generate_command(
     if size is not None:
         overrides["width"], overrides["height"] = parse_size(size)
     if keywords:
-        overrides["prompt"] = ", ".join(k.strip() for k in keywords if k.strip())
+        overrides["prompt"] = join_keywords(keywords)
         if not overrides["prompt"]:
             raise InvalidParams("keywords", 'are empty; give some, e.g. keypaint generate "red apple"')
     if negative:
-        overrides["negative_prompt"] = ", ".join(k.strip() for k in negative if k.strip())
+        overrides["negative_prompt"] = join_keywords(negative)
     if init is not None:
         overrides["init_image"] = read_image(init, "init image")
     if mask is not None:
@@ -157,14 +153,9 @@ def generate_command(
         overrides["embeddings"] = tuple(embedding)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lcm:
-        _lcm_preset(overrides)
+        overrides = _lcm_preset(overrides)
     params = _base_params(from_image, overrides)
-    params.validate(limits)  # 1. everything a user can get wrong is checked before the model loads
     check_format(format)
-    plan = resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
-    if fast and plan.loras:
-        _check_fast_loras(device)
-    ContentPolicy.load(home).check(params.prompt)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
     speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
@@ -182,7 +173,11 @@ def generate_command(
         speed=speed,
         before_loading=_quiet_loading,
         max_model_bytes=max_model_bytes,
+        lazy=True,
     )
+    # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
+    # path) is refused before the model loads
+    painter.plan(params)
     from keypaint.core.sizes import size_warning
 
     params = painter.resolve(params)  # the size now concrete: the model's native one when none was given
@@ -206,26 +201,12 @@ def generate_command(
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
-def _lcm_preset(overrides: dict[str, Any]) -> None:
-    """--lcm: the LCM sampler, 4 steps and CFG 1 unless given, and the built-in LCM-LoRA at weight 1.
-
-    It is what an A1111 user sets by hand (sampler LCM, `<lora:keypaint-lcm:1>`), so the picture records
-    it the same way and `--from` re-makes it.
-    """
-    sampler = overrides.setdefault("sampler", Sampler.LCM)
-    if sampler is not Sampler.LCM:
-        raise InvalidParams("--lcm", f"runs the LCM sampler, not {sampler.value}; drop --sampler")
-    overrides.setdefault("steps", LCM_STEPS)
-    overrides.setdefault("guidance_scale", 1.0)
-    overrides["loras"] = (*overrides.get("loras", ()), LoraRef(LCM_LORA, 1.0))
-
-
-def _check_fast_loras(device: str | None) -> None:
-    """LoRAs run on the CPU fast path (ONNX graphs of the U-Net with them on), not the compiled GPU one."""
-    from keypaint.core.devices import pick_device
-
-    if pick_device(device).type != "cpu":
-        raise InvalidParams("--lora", "LoRAs run on the CPU fast path only; drop --fast or use --device cpu")
+def _lcm_preset(overrides: dict[str, Any]) -> dict[str, Any]:
+    """--lcm: the "lcm" preset (core.presets) on what was given; another --sampler is refused."""
+    try:
+        return apply_preset("lcm", overrides)
+    except InvalidParams as err:
+        raise InvalidParams("--lcm", f"{err.reason}; drop --sampler") from None
 
 
 def _quiet_loading() -> None:
@@ -249,8 +230,7 @@ def _speed_options(
         fast=fast, deep_cache=deep_cache, token_merging=merging, threads=threads, offload=Offload(offload),
         vae_tiling=tiling, frozen=fast,
     )
-    speed.validate()  # before the model loads
-    return speed
+    return speed  # Painter.load checks it, before the model loads
 
 
 def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> GenerationParams:

@@ -218,7 +218,10 @@ class Adapters:
 
     # 1. what a request names, checked against this model without loading tensors
     def _plan(self, params: GenerationParams) -> Plan:
-        plan = resolve_files(params, self.home)
+        return self.fit(resolve_files(params, self.home))
+
+    def fit(self, plan: Plan) -> Plan:
+        """`plan`'s files (from `resolve_files`) fit this model; `InvalidParams`/`ModelError` otherwise."""
         for file, _ in plan.loras:
             self._check_base(file, "LoRA")
         for file, _ in plan.embeddings:

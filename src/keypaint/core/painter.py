@@ -14,22 +14,30 @@ model then, and that run adds what it used to the bundle for the next process.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from keypaint.core.events import (
+    Interrupted,
+    StepCallback,
+    StepEvent,
+    StopCheck,
+    raise_with_finished,
+    reporter,
+)
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.result import GeneratedImage
 from keypaint.core.speed.options import SpeedOptions, approximations
-from keypaint.errors import Cancelled, InvalidParams
+from keypaint.errors import Cancelled
 from keypaint.prompts.vocabulary import expansion_record
 
 if TYPE_CHECKING:
     import torch
 
-    from keypaint.core.adapters import Adapters
+    from keypaint.core.adapters import Adapters, Plan
     from keypaint.core.frozen.model import FrozenModel
     from keypaint.core.frozen.record import BundleRecorder
     from keypaint.core.pipeline_run import PipelineRun
@@ -38,30 +46,7 @@ if TYPE_CHECKING:
     from keypaint.provenance.policy import ContentPolicy
     from keypaint.scorer import Scorer
 
-
-@dataclass(frozen=True)
-class StepEvent:
-    """One finished denoising step, reported to `on_step` callbacks (progress bars, previews, explain)."""
-
-    step: int  # 1-based step within the current batch
-    steps: int  # steps this batch runs (img2img runs fewer: strength x steps)
-    batch: int  # 0-based batch number
-    batches: int
-    # x_t after this step: a tensor on the model's device (a numpy array on the frozen path)
-    latents: torch.Tensor = field(repr=False)
-    denoised: torch.Tensor | None = field(default=None, repr=False)  # the step's x_0 estimate (fp32)
-
-
-class Interrupted(Cancelled):
-    """A run stopped after some of its batches finished: their pictures are in `done` (A1111 returns them)."""
-
-    def __init__(self, done: list[GeneratedImage]) -> None:
-        super().__init__(f"generation cancelled after {len(done)} picture(s)")
-        self.done = done
-
-
-StepCallback = Callable[[StepEvent], None]
-StopCheck = Callable[[], bool]
+__all__ = ["GeneratedImage", "Interrupted", "Painter", "StepEvent"]  # imported from here too
 
 
 class Painter:
@@ -82,14 +67,17 @@ class Painter:
         home: Path | None = None,  # where LoRAs and embeddings named without a path are found
         frozen: FrozenModel | None = None,  # the built-in model's frozen bundle (CPU fast path)
         loader: Callable[[], LoadedModel] | None = None,  # makes the full model on first need
+        device: str | None = None,  # the device `loader` will load onto (None: auto), for `plan`
     ) -> None:
         if model is None and loader is None:
             raise ValueError("a Painter needs a model or a loader")
+        self.options = speed or SpeedOptions()
+        self.options.validate()  # the one check of the speed options, before any model loads
         self.limits = limits
         self.policy = policy
         self.home = home
         self.frozen = frozen
-        self.options = speed or SpeedOptions()
+        self._device = device
         self._loader = loader
         self._model: LoadedModel | None = None
         self._adapters: Adapters | None = None
@@ -130,6 +118,7 @@ class Painter:
         speed: SpeedOptions | None = None,
         before_loading: Callable[[], None] | None = None,
         max_model_bytes: int | None = None,
+        lazy: bool = False,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
@@ -137,7 +126,8 @@ class Painter:
         size limit `max_model_bytes`), so a bad one is refused in milliseconds. The content policy of `home`
         (blocked keywords) applies to every request. With `speed.frozen`, the built-in model on a CPU starts
         from its frozen bundle if a run left one. `before_loading` runs just before the full model loads
-        (the CLI quiets loading progress bars).
+        (the CLI quiets loading progress bars). With `lazy`, the model loads on first need, so that
+        `plan` can refuse a request first (the CLI does this).
         """
         from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
@@ -147,8 +137,6 @@ class Painter:
             check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
 
         policy = ContentPolicy.load(home)
-        if speed is not None:
-            speed.validate()  # before the model loads
 
         def full() -> LoadedModel:
             from keypaint.core.devices import pick_device, pick_dtype
@@ -163,14 +151,14 @@ class Painter:
                 max_bytes=max_model_bytes,
             )
 
-        frozen = None
+        painter = cls(None, limits=limits, policy=policy, home=home, speed=speed, loader=full, device=device)
         if model is None and vae is None and speed is not None and speed.frozen:
             from keypaint.core.frozen.model import open_builtin
 
-            frozen = open_builtin(speed, home, device, dtype)
-        if frozen is not None:
-            return cls(None, limits=limits, policy=policy, home=home, speed=speed, frozen=frozen, loader=full)
-        return cls(full(), limits=limits, policy=policy, home=home, speed=speed)
+            painter.frozen = open_builtin(speed, home, device, dtype)
+        if painter.frozen is None and not lazy:
+            painter._full()
+        return painter
 
     @property
     def model(self) -> LoadedModel:
@@ -214,34 +202,25 @@ class Painter:
         """False while a frozen Painter has not needed its full model."""
         return self._model is not None
 
+    def plan(self, params: GenerationParams) -> Plan:
+        """Refuse what cannot run before any weights load (core.planning): the content policy, the params
+        against the limits, the LoRA and embedding files named, LoRAs on a fast path. Returns those files."""
+        from keypaint.core.planning import plan_request
+
+        backend = self._run.speed.backend if self._run is not None else None
+        return plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
+                            options=self.options, device=self._device, backend=backend)
+
     def resolve(self, params: GenerationParams) -> GenerationParams:
-        """Check `params` against this model and fill in what they leave open (seed, size)."""
-        if self.policy is not None:
-            self.policy.check(params.prompt)
-        params.validate(self.limits)
-        width, height = params.width, params.height
-        if params.init_image is not None and (width is None or height is None):
-            iw, ih = params.init_image.size
-            width, height = width or iw - iw % 8, height or ih - ih % 8
-        size = self.native_size
-        resolved = replace(params.with_seed(), width=width or size, height=height or size)
-        resolved.validate(self.limits)
-        if self._adapter_free(resolved):
-            return resolved
-        plan = self.adapters.check(resolved)  # LoRA and embedding files exist and fit this model
-        if plan.loras and self.speed.backend not in ("eager", "onnxruntime"):
-            fast = self.speed.backend
-            raise InvalidParams("lora", f"LoRAs run on the plain path, not the {fast} fast path; drop --fast")
+        """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
+        from keypaint.core.planning import fill_in
+
+        files = self.plan(params)
+        resolved = fill_in(params, self.native_size, self.limits)
+        if self.frozen is not None and not self.loaded and not files.loras and not files.embeddings:
+            return resolved  # the frozen bundle can run it: no model to check adapters against
+        self.adapters.fit(files)  # LoRA and embedding files fit this model
         return resolved
-
-    def _adapter_free(self, params: GenerationParams) -> bool:
-        """A frozen Painter's request that names no LoRA or embedding (files in the home folders count)."""
-        if self.frozen is None or self.loaded:
-            return False
-        from keypaint.core.adapters import resolve_files
-
-        plan = resolve_files(params, self.home)
-        return not plan.loras and not plan.embeddings
 
     def generate(
         self,
@@ -280,7 +259,7 @@ class Painter:
                     raise Cancelled("generation cancelled")
                 batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
                 images = run.run_batch(
-                    params, batch_seeds, embeds, _reporter(on_step, batch, params.batch_count), should_stop
+                    params, batch_seeds, embeds, reporter(on_step, batch, params.batch_count), should_stop
                 )
                 made = self._results(params, batch, batch_seeds, images, active.extra, str(self.device),
                                      dtype_name(self.dtype))
@@ -288,7 +267,7 @@ class Painter:
                     result.extra.update(approximations(self.speed.options))
                 results += made
         except Cancelled:
-            _raise_with_finished(results)
+            raise_with_finished(results)
         self._record(params, active.prompt == params.prompt and not active.embeddings)
         return results
 
@@ -315,7 +294,7 @@ class Painter:
                 if should_stop is not None and should_stop():
                     raise Cancelled("generation cancelled")
                 batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
-                report = _reporter(on_step, batch, params.batch_count)
+                report = reporter(on_step, batch, params.batch_count)
 
                 def on_latents(k: int, latents: Any, report: Any = report) -> None:
                     if report is not None:
@@ -324,7 +303,7 @@ class Painter:
                 images = self.frozen.run(jobs[len(batch_seeds)], batch_seeds, on_latents, should_stop)
                 results += self._results(params, batch, batch_seeds, images, extra, "cpu", "fp32")
         except Cancelled:
-            _raise_with_finished(results)
+            raise_with_finished(results)
         return results
 
     def _record(self, params: GenerationParams, plain_prompt: bool) -> None:
@@ -379,28 +358,10 @@ class Painter:
             try:
                 results = self.generate(candidates, on_step=on_step, should_stop=should_stop)
             except Cancelled:  # a picture's candidates cut short are no pick: only the kept ones count
-                _raise_with_finished(kept)
+                raise_with_finished(kept)
             best, scores = pick_best(self._scorer, [r.image for r in results], params.prompt)
             winner = results[best]
             winner.index = k
             winner.extra.update({"Match score": round(float(scores[best]), 4), "Best of": n})
             kept.append(winner)
         return kept
-
-
-def _raise_with_finished(done: list[GeneratedImage]) -> NoReturn:
-    """Re-raise the `Cancelled` being handled, as `Interrupted` carrying `done` if any picture finished."""
-    if done:
-        raise Interrupted(list(done)) from None
-    raise Cancelled("generation cancelled") from None
-
-
-def _reporter(on_step: StepCallback | None, batch: int, batches: int) -> Any:
-    """A batch's step report as `StepEvent`s for `on_step` (None when nobody listens)."""
-    if on_step is None:
-        return None
-
-    def report(step: int, steps: int, latents: Any, denoised: Any) -> None:
-        on_step(StepEvent(step, steps, batch, batches, latents, denoised))
-
-    return report

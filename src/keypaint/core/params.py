@@ -71,9 +71,8 @@ class GenerationParams:
         cls, keywords: list[str], negative: list[str] | None = None, **kwargs: object
     ) -> GenerationParams:
         """Params from separate keywords, joined the way people type them ("red apple, fruit")."""
-        prompt = ", ".join(k.strip() for k in keywords if k.strip())
-        negative_prompt = ", ".join(k.strip() for k in (negative or []) if k.strip())
-        return cls(prompt=prompt, negative_prompt=negative_prompt, **kwargs)  # type: ignore[arg-type]
+        return cls(prompt=join_keywords(keywords), negative_prompt=join_keywords(negative or []),
+                   **kwargs)  # type: ignore[arg-type]
 
     @property
     def mode(self) -> str:
@@ -105,16 +104,7 @@ class GenerationParams:
         if not isinstance(self.expand_keywords, bool):
             raise InvalidParams("expand_keywords", f"must be true or false, got {self.expand_keywords!r}")
         _int_in("seed", self.seed, -1, MAX_SEED)
-        for name, value in (("width", self.width), ("height", self.height)):
-            if value is None:
-                continue
-            _int_in(name, value, 8, 16384)
-            if value % 8:
-                raise InvalidParams(name, f"must be a multiple of 8, got {value}")
-        if self.width and self.height and self.width * self.height > limits.max_pixels:
-            raise InvalidParams(
-                "size", f"{self.width}x{self.height} is over the pixel budget of {limits.max_pixels}"
-            )
+        check_size(self.width, self.height, limits)
         _int_in("batch_size", self.batch_size, 1, limits.max_batch_size)
         _int_in("batch_count", self.batch_count, 1, limits.max_batch_count)
         _int_in("best_of", self.best_of, 1, limits.max_best_of)
@@ -151,6 +141,23 @@ class GenerationParams:
         if self.seed == -1:
             raise InvalidParams("seed", "resolve the random seed with with_seed() first")
         return [self.seed + i for i in range(self.total_images)]
+
+
+def check_size(width: int | None, height: int | None, limits: Limits) -> None:
+    """`InvalidParams` unless each given side is a multiple of 8 within [8, 16384] and both fit the budget."""
+    for name, value in (("width", width), ("height", height)):
+        if value is None:
+            continue
+        _int_in(name, value, 8, 16384)
+        if value % 8:
+            raise InvalidParams(name, f"must be a multiple of 8, got {value}")
+    if width and height and width * height > limits.max_pixels:
+        raise InvalidParams("size", f"{width}x{height} is over the pixel budget of {limits.max_pixels}")
+
+
+def join_keywords(keywords: list[str]) -> str:
+    """Separate keywords as one prompt, the way people type them: "red apple, fruit" (blanks dropped)."""
+    return ", ".join(k.strip() for k in keywords if k.strip())
 
 
 def check_lora(lora: object) -> None:

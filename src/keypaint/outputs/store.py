@@ -14,24 +14,29 @@ import io
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from keypaint.core.params import GenerationParams, LoraRef
-from keypaint.core.samplers import Sampler
+from keypaint.core.codec import params_from_json, params_to_json
+from keypaint.core.params import GenerationParams
 from keypaint.errors import ImageError, InvalidParams, OutputError
 from keypaint.outputs.exif import exif_block
 from keypaint.outputs.files import write_numbered
-from keypaint.outputs.infotext import make_params, package_version, params_from_infotext
+from keypaint.outputs.infotext import package_version, params_from_infotext
 from keypaint.provenance.xmp import embedded_metadata
 
 METADATA_FORMAT = "keypaint/1"  # the `format` key of the JSON chunk; bump when its meaning changes
 PNG_INFOTEXT_KEY = "parameters"  # the text chunk A1111 writes and reads
 PNG_METADATA_KEY = "keypaint"
+# the picture's own request in its JSON, in this order: the codec's fields (core.codec) but the run's shape
+# (batch size and count, best-of: the picture is one of them) plus the mode and the picture's place in the run
+RECORDED_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width",
+                   "height", "strength", "mode", "expand_keywords", "batch_index", "loras", "embeddings")
+REQUIRED_FIELDS = ("prompt", "steps", "guidance_scale", "sampler", "seed")
 PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword Adobe's XMP spec gives for PNG
 
 ImageFormat = Literal["png", "jpeg", "webp"]
@@ -225,25 +230,14 @@ def reproduction_metadata(
     `seed` is this picture's seed (the run's seed + batch_index). `device` and `dtype` may be torch objects
     or strings. The init image and mask of img2img are not stored; `mode` says one was used.
     """
+    named = replace(params, seed=seed, width=width, height=height,
+                    # by name only (a file's stem): where files sit on this machine is not for the picture
+                    loras=tuple(replace(ref, source=_adapter_name(ref.source)) for ref in params.loras),
+                    embeddings=tuple(_adapter_name(source) for source in params.embeddings))
+    record = {**params_to_json(named), "mode": params.mode, "batch_index": batch_index}
     return {
         "format": METADATA_FORMAT,
-        "params": {
-            "prompt": params.prompt,
-            "negative_prompt": params.negative_prompt,
-            "steps": params.steps,
-            "guidance_scale": params.guidance_scale,
-            "sampler": params.sampler.value,
-            "seed": seed,
-            "width": width,
-            "height": height,
-            "strength": params.strength,
-            "mode": params.mode,
-            "expand_keywords": params.expand_keywords,
-            "batch_index": batch_index,
-            # by name only (a path's file stem): where files sit on this machine is not for the picture
-            "loras": [[_adapter_name(ref.source), ref.weight] for ref in params.loras],
-            "embeddings": [_adapter_name(source) for source in params.embeddings],
-        },
+        "params": {name: record[name] for name in RECORDED_FIELDS},
         "model": {"name": model_name, "sha256": model_sha256},
         "versions": {name: package_version(name)
                      for name in ("keypaint", "torch", "diffusers", "transformers")},
@@ -280,50 +274,19 @@ def _params_from_json(data: dict[str, Any], overrides: dict[str, Any]) -> Genera
     recorded = data.get("params")
     if not isinstance(recorded, dict):
         raise InvalidParams("metadata", "has no 'params' object")
-    values: dict[str, Any] = {
-        "prompt": _typed(recorded, "prompt", str),
-        "negative_prompt": _typed(recorded, "negative_prompt", str, default=""),
-        "steps": _typed(recorded, "steps", int),
-        "guidance_scale": float(_typed(recorded, "guidance_scale", int | float)),
-        "sampler": Sampler.parse(_typed(recorded, "sampler", str)),
-        "seed": _typed(recorded, "seed", int),
-        "width": _typed(recorded, "width", int | None, default=None),
-        "height": _typed(recorded, "height", int | None, default=None),
-        "strength": float(_typed(recorded, "strength", int | float, default=0.75)),
-        "expand_keywords": recorded.get("expand_keywords", True),  # GenerationParams checks it is a bool
-        "loras": tuple(_lora_ref(item) for item in _typed(recorded, "loras", list, default=[])),
-        "embeddings": tuple(_typed({"embedding": e}, "embedding", str)
-                            for e in _typed(recorded, "embeddings", list, default=[])),
-    }
-    return make_params(values, overrides)
+    for name in REQUIRED_FIELDS:
+        if name not in recorded:
+            raise InvalidParams(name, "missing from the recorded metadata")
+    # "mode" and "batch_index" describe the picture, not the request; other keys are a later version's
+    request = {name: value for name, value in recorded.items()
+               if name in RECORDED_FIELDS and name not in ("mode", "batch_index")}
+    return params_from_json(request, **overrides)
 
 
 def _adapter_name(source: str) -> str:
     """A LoRA or embedding as `--from` finds it again: its name in keypaint's folders."""
     plain = Path(source).name == source and not source.endswith(".safetensors")
     return source if plain else Path(source).stem
-
-
-def _lora_ref(item: Any) -> LoraRef:
-    if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
-            or isinstance(item[1], bool) or not isinstance(item[1], int | float)):
-        raise InvalidParams("loras", f"recorded value {item!r} is not [name, weight]")
-    return LoraRef(item[0], float(item[1]))
-
-
-_MISSING = object()
-
-
-def _typed(record: dict[str, Any], name: str, kind: Any, default: Any = _MISSING) -> Any:
-    """`record[name]` if it is of `kind` (bools are not numbers); a missing or mistyped value is named."""
-    if name not in record:
-        if default is _MISSING:
-            raise InvalidParams(name, "missing from the recorded metadata")
-        return default
-    value = record[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise InvalidParams(name, f"recorded value {value!r} has the wrong type")
-    return value
 
 
 def _reason(exc: OSError) -> str:

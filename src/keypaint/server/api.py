@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from keypaint.core.adapters import is_name
+from keypaint.core.params import GenerationParams, LoraRef, join_keywords
+from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 from keypaint.prompts.parser import keywords as split_keywords
@@ -36,6 +38,11 @@ class LoraField(BaseModel):
 
     name: str
     weight: Float = 1.0
+
+
+# JobRequest's fields that are GenerationParams fields of the same name and meaning
+PARAM_FIELDS = ("steps", "guidance_scale", "seed", "width", "height", "batch_size", "batch_count", "strength",
+                "expand_keywords")
 
 
 class JobRequest(BaseModel):
@@ -63,14 +70,16 @@ class JobRequest(BaseModel):
     loras: list[LoraField] | None = None
     embeddings: list[str] | None = None  # names in <home>/embeddings (GET /sdapi/v1/embeddings)
     expand_keywords: StrictBool = True  # known keywords bring their trained tags (prompts.vocabulary)
+    # a name from core.presets ("lcm": LCM sampler, 4 steps, CFG 1 and the built-in LCM-LoRA) filling in
+    # the fields this request leaves out; it never overrides one the request gives
+    preset: str | None = None
 
     def job_spec(self) -> JobSpec:
         self._check_names()
-        prompt = ", ".join(k.strip() for k in self.keywords or [] if k.strip()) or (self.prompt or "").strip()
+        prompt = join_keywords(self.keywords or []) or (self.prompt or "").strip()
         if not prompt:
             raise FieldError("keywords", "give some keywords (or a prompt)")
-        negative = ", ".join(k.strip() for k in self.negative_keywords or [] if k.strip())
-        negative = negative or (self.negative_prompt or "").strip()
+        negative = join_keywords(self.negative_keywords or []) or (self.negative_prompt or "").strip()
         if self.style is not None and self.style not in STYLES:
             raise FieldError("style", f"unknown style {self.style!r}; known: {', '.join(STYLES)}")
         prompt, negative = apply_style(prompt, negative, self.style)
@@ -78,14 +87,20 @@ class JobRequest(BaseModel):
             sampler = Sampler.parse(self.sampler)
         except InvalidParams as err:
             raise FieldError("sampler", str(err).split(": ", 1)[-1]) from None
-        return JobSpec(
-            prompt=prompt, negative_prompt=negative, steps=self.steps, guidance_scale=self.guidance_scale,
-            sampler=sampler.value, seed=self.seed, width=self.width, height=self.height,
-            batch_size=self.batch_size, batch_count=self.batch_count, strength=self.strength,
-            model=self.model, save=True, request=self.model_dump(exclude={"init_image", "mask"}),
-            loras=[(lora.name, lora.weight) for lora in self.loras or []],
-            embeddings=list(self.embeddings or []), expand_keywords=self.expand_keywords,
-        )
+        values: dict[str, Any] = {
+            name: getattr(self, name) for name in PARAM_FIELDS if name in self.model_fields_set
+        }
+        values.update(prompt=prompt, negative_prompt=negative)
+        if "sampler" in self.model_fields_set:
+            values["sampler"] = sampler
+        if self.loras is not None:
+            values["loras"] = tuple(LoraRef(lora.name, lora.weight) for lora in self.loras)
+        if self.embeddings is not None:
+            values["embeddings"] = tuple(self.embeddings)
+        if self.preset is not None:
+            values = apply_preset(self.preset, values)
+        return JobSpec(GenerationParams(**values), model=self.model, save=True,
+                       request=self.model_dump(exclude={"init_image", "mask"}))
 
     def _check_names(self) -> None:
         """LoRAs and embeddings by name only: a client never names a file path on the server."""

@@ -207,23 +207,24 @@ def _info(spec: JobSpec, body: Txt2ImgRequest, outcome: Outcome) -> dict[str, An
     results = outcome.images
     seeds = [r.seed for r in results]
     first = results[0] if results else None
-    sampler = Sampler.parse(spec.sampler)
+    params, sampler = spec.params, spec.params.sampler
     count = len(results)
     subseed = body.value("subseed")
     return {
-        "prompt": spec.prompt, "all_prompts": [spec.prompt] * count,
-        "negative_prompt": spec.negative_prompt, "all_negative_prompts": [spec.negative_prompt] * count,
-        "seed": seeds[0] if seeds else spec.seed, "all_seeds": seeds,
+        "prompt": params.prompt, "all_prompts": [params.prompt] * count,
+        "negative_prompt": params.negative_prompt, "all_negative_prompts": [params.negative_prompt] * count,
+        "seed": seeds[0] if seeds else params.seed, "all_seeds": seeds,
         "subseed": subseed, "all_subseeds": [subseed] * count, "subseed_strength": 0,
-        "width": first.image.width if first else spec.width,
-        "height": first.image.height if first else spec.height,
-        "sampler_name": SPECS[sampler].infotext_sampler, "cfg_scale": spec.guidance_scale,
-        "steps": spec.steps,
-        "batch_size": spec.batch_size, "restore_faces": False, "face_restoration_model": None,
+        "width": first.image.width if first else params.width,
+        "height": first.image.height if first else params.height,
+        "sampler_name": SPECS[sampler].infotext_sampler, "cfg_scale": params.guidance_scale,
+        "steps": params.steps,
+        "batch_size": params.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": first.model_name if first else spec.model,
         "sd_model_hash": first.model_hash[:10] if first and first.model_hash else None,
         "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-        "denoising_strength": spec.strength if isinstance(body, Img2ImgRequest) else body.denoising_strength,
+        "denoising_strength": (params.strength if isinstance(body, Img2ImgRequest)
+                               else body.denoising_strength),
         "extra_generation_params": {"Schedule type": SPECS[sampler].schedule_type},
         "index_of_first_image": 0, "infotexts": outcome.infotexts, "styles": body.styles or [],
         "job_timestamp": datetime.now().strftime("%Y%m%d%H%M%S"), "clip_skip": 1,

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import SPECS, Sampler
 from keypaint.core.sizes import A1111_DEFAULT_SIZE
 from keypaint.errors import InvalidParams
@@ -87,20 +88,21 @@ class Txt2ImgRequest(BaseModel):
         model = overrides.get("sd_model_checkpoint")
         if model is not None and not isinstance(model, str):
             raise FieldError("override_settings.sd_model_checkpoint", "must be a model name")
-        return JobSpec(
+        params = GenerationParams(
             prompt=prompt,
             negative_prompt=negative,
             steps=self.value("steps"),
             guidance_scale=self.value("cfg_scale"),
-            sampler=pick_sampler(self.sampler_name or self.value("sampler_index"), self.scheduler).value,
+            sampler=pick_sampler(self.sampler_name or self.value("sampler_index"), self.scheduler),
             seed=self.value("seed"),
             width=self.value("width"),
             height=self.value("height"),
             batch_size=self.value("batch_size"),
             batch_count=self.value("n_iter"),
             strength=strength,
-            model=model,
-            save=bool(self.value("save_images")),
+        )
+        return JobSpec(
+            params, model=model, save=bool(self.value("save_images")),
             fit_native=(self.value("width"), self.value("height")) == (A1111_DEFAULT_SIZE,) * 2,
             request=self.model_dump(exclude={"init_images", "mask"}),
         )

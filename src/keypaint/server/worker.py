@@ -214,7 +214,7 @@ class Worker:
                 def should_stop() -> bool:
                     return cancel.is_set() or self._stopping.is_set()
 
-                params, target, warnings = _sized(painter, spec, spec.params(init, mask))
+                params, target, warnings = _sized(painter, spec, spec.with_pictures(init, mask))
                 results = painter.generate(params, on_step=on_step, should_stop=should_stop)
             if target is not None:
                 results = [upscaled(result, *target) for result in results]
@@ -286,9 +286,10 @@ def _sized(painter: Painter, spec: JobSpec, params: GenerationParams
     """The params to paint, the size to upscale to (A1111's default size on a smaller model) and the
     warnings about the size (core.sizes)."""
     native, target = painter.native_size, None
-    if spec.fit_native and paints_native_for_a1111(spec.width, spec.height, native):
-        assert spec.width is not None and spec.height is not None
-        target, params = (spec.width, spec.height), replace(params, width=native, height=native)
+    width, height = spec.params.width, spec.params.height
+    if spec.fit_native and paints_native_for_a1111(width, height, native):
+        assert width is not None and height is not None
+        target, params = (width, height), replace(params, width=native, height=native)
     params = painter.resolve(params)
     assert params.width is not None and params.height is not None
     warning = size_warning(params.width, params.height, native)

@@ -63,10 +63,11 @@ class Accelerated:
 
 
 def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
-    """Apply `options` to `pipe` (a StableDiffusion or StableDiffusionXL pipeline on its device)."""
+    """Apply `options` to `pipe` (a StableDiffusion or StableDiffusionXL pipeline on its device).
+
+    `options` are valid (`SpeedOptions.validate`: a `Painter` checks them once, when it is made)."""
     import torch
 
-    options.validate()
     if options.threads is not None:
         torch.set_num_threads(options.threads)  # PyTorch's pool is process-wide; this is the caller's choice
     device = pipe.unet.device
