@@ -30,17 +30,16 @@ from keypaint.core.events import (
 )
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.result import GeneratedImage
-from keypaint.core.speed.options import SpeedOptions, approximations
+from keypaint.core.speed.options import SpeedOptions
 from keypaint.errors import Cancelled
-from keypaint.prompts.vocabulary import expansion_record
 
 if TYPE_CHECKING:
     import torch
 
     from keypaint.core.adapters import Adapters, Plan
+    from keypaint.core.diffusers_engine import DiffusersEngine
+    from keypaint.core.engine import Engine, Job
     from keypaint.core.frozen.model import FrozenModel
-    from keypaint.core.frozen.record import BundleRecorder
-    from keypaint.core.pipeline_run import PipelineRun
     from keypaint.core.speed import Accelerated
     from keypaint.models.loaded import LoadedModel
     from keypaint.provenance.policy import ContentPolicy
@@ -79,30 +78,34 @@ class Painter:
         self.frozen = frozen
         self._device = device
         self._loader = loader
-        self._model: LoadedModel | None = None
-        self._adapters: Adapters | None = None
-        self._run: PipelineRun | None = None
-        self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
+        self._full_engine: DiffusersEngine | None = None
+        # the engines asked in turn to cover a request: the frozen bundle's until the full model loads
+        self._engines: list[Engine[Any]] = []
+        if frozen is not None:
+            from keypaint.core.frozen.engine import FrozenEngine
+
+            self._engines.append(FrozenEngine(frozen))
         self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
         if model is not None:
             self._attach(model)
 
     def _attach(self, model: LoadedModel) -> None:
         from keypaint.core.adapters import Adapters
+        from keypaint.core.diffusers_engine import DiffusersEngine
         from keypaint.core.pipeline_run import PipelineRun
         from keypaint.core.speed import accelerate
 
-        self._adapters = Adapters(model, self.home)
-        self._run = PipelineRun(model, accelerate(model.pipe, self.options))
-        self._model = model
+        run = PipelineRun(model, accelerate(model.pipe, self.options))
+        self._full_engine = DiffusersEngine(model, run, Adapters(model, self.home), self.options, self.home)
+        self._engines = [self._full_engine]  # once loaded, the full model paints every request
 
-    def _full(self) -> PipelineRun:
-        """The loaded model's pipelines, loading the model now if this Painter started frozen."""
-        if self._run is None:
+    def _full(self) -> DiffusersEngine:
+        """The loaded model's engine, loading the model now if this Painter started frozen."""
+        if self._full_engine is None:
             assert self._loader is not None
             self._attach(self._loader())
-        assert self._run is not None
-        return self._run
+        assert self._full_engine is not None
+        return self._full_engine
 
     @classmethod
     def load(
@@ -151,36 +154,34 @@ class Painter:
                 max_bytes=max_model_bytes,
             )
 
-        painter = cls(None, limits=limits, policy=policy, home=home, speed=speed, loader=full, device=device)
+        frozen = None
         if model is None and vae is None and speed is not None and speed.frozen:
             from keypaint.core.frozen.model import open_builtin
 
-            painter.frozen = open_builtin(speed, home, device, dtype)
-        if painter.frozen is None and not lazy:
+            frozen = open_builtin(speed, home, device, dtype)
+        painter = cls(None, limits=limits, policy=policy, home=home, speed=speed, frozen=frozen, loader=full,
+                      device=device)
+        if not painter._engines and not lazy:
             painter._full()
         return painter
 
     @property
     def model(self) -> LoadedModel:
         """The loaded model (loaded now if this Painter started from a frozen bundle)."""
-        self._full()
-        assert self._model is not None
-        return self._model
+        return self._full().model
 
     @property
     def speed(self) -> Accelerated:
-        return self._full().speed
+        return self._full().run.speed
 
     @property
     def adapters(self) -> Adapters:
-        self._full()
-        assert self._adapters is not None
-        return self._adapters
+        return self._full().adapters
 
     @property
     def base_scheduler_config(self) -> dict[str, Any]:
         """The model's training schedule (betas, prediction type) every sampler is built from."""
-        return dict(self._full().base_scheduler_config)
+        return dict(self._full().run.base_scheduler_config)
 
     @property
     def device(self) -> torch.device:
@@ -193,21 +194,25 @@ class Painter:
     @property
     def native_size(self) -> int:
         """The picture size the model was trained at (a request without a size gets it)."""
-        if self.frozen is not None and not self.loaded:
-            return self.frozen.native_size
-        return self.model.native_size
+        return (self._engines[0] if self._engines else self._full()).native_size
+
+    @property
+    def engines(self) -> list[Engine[Any]]:
+        """The engines asked in turn to cover a request (core.engine): the frozen bundle's until the full
+        model loads, then the full model's alone (an empty list while a lazy Painter has neither)."""
+        return list(self._engines)
 
     @property
     def loaded(self) -> bool:
         """False while a frozen Painter has not needed its full model."""
-        return self._model is not None
+        return self._full_engine is not None
 
     def plan(self, params: GenerationParams) -> Plan:
         """Refuse what cannot run before any weights load (core.planning): the content policy, the params
         against the limits, the LoRA and embedding files named, LoRAs on a fast path. Returns those files."""
         from keypaint.core.planning import plan_request
 
-        backend = self._run.speed.backend if self._run is not None else None
+        backend = self._full_engine.run.speed.backend if self._full_engine is not None else None
         return plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
                             options=self.options, device=self._device, backend=backend)
 
@@ -217,8 +222,8 @@ class Painter:
 
         files = self.plan(params)
         resolved = fill_in(params, self.native_size, self.limits)
-        if self.frozen is not None and not self.loaded and not files.loras and not files.embeddings:
-            return resolved  # the frozen bundle can run it: no model to check adapters against
+        if self._engines and not self.loaded and not files.loras and not files.embeddings:
+            return resolved  # an engine without the model (the frozen bundle) may run it: nothing to check
         self.adapters.fit(files)  # LoRA and embedding files fit this model
         return resolved
 
@@ -233,60 +238,7 @@ class Painter:
         params = self.resolve(params)
         if params.best_of > 1:
             return self._best_of(params, on_step, should_stop)
-        frozen = self._generate_frozen(params, on_step, should_stop)
-        if frozen is not None:
-            return frozen
-        run = self._full()
-        seeds = params.seeds()
-        # 1. apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
-        active = self.adapters.activate(params)
-        prompt = active.prompt
-        if params.expand_keywords:
-            expansion = self.model.expand(active.prompt, skip=active.names)
-            prompt = expansion.prompt
-            active.extra.update(expansion_record(active.prompt, expansion))
-        from keypaint.core.devices import dtype_name
-        from keypaint.prompts.encode import encode_prompts
-
-        embeds = encode_prompts(
-            self.model, prompt, active.negative_prompt, device=self.device, dtype=self.dtype,
-            embeddings=active.embeddings,
-        )
-        results: list[GeneratedImage] = []
-        try:
-            for batch in range(params.batch_count):
-                if should_stop is not None and should_stop():
-                    raise Cancelled("generation cancelled")
-                batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
-                images = run.run_batch(
-                    params, batch_seeds, embeds, reporter(on_step, batch, params.batch_count), should_stop
-                )
-                made = self._results(params, batch, batch_seeds, images, active.extra, str(self.device),
-                                     dtype_name(self.dtype))
-                for result in made:  # approximations change the picture: record them beside the params
-                    result.extra.update(approximations(self.speed.options))
-                results += made
-        except Cancelled:
-            raise_with_finished(results)
-        self._record(params, active.prompt == params.prompt and not active.embeddings)
-        return results
-
-    def _generate_frozen(
-        self, params: GenerationParams, on_step: StepCallback | None, should_stop: StopCheck | None
-    ) -> list[GeneratedImage] | None:
-        """The run from the frozen bundle, or None when the bundle does not cover it (or is not there)."""
-        if self.frozen is None or self.loaded:  # resolve() loaded the model for a request with adapters
-            return None
-        prompt, extra = params.prompt, {}
-        if params.expand_keywords:
-            expansion = self.frozen.expand(params.prompt)
-            prompt, extra = expansion.prompt, expansion_record(params.prompt, expansion)
-        jobs = {}
-        for size in {params.batch_size, params.total_images - (params.batch_count - 1) * params.batch_size}:
-            job = self.frozen.prepare(params, prompt, size)
-            if job is None:
-                return None
-            jobs[size] = job
+        engine, job = self._prepare(params)
         seeds = params.seeds()
         results: list[GeneratedImage] = []
         try:
@@ -295,44 +247,29 @@ class Painter:
                     raise Cancelled("generation cancelled")
                 batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
                 report = reporter(on_step, batch, params.batch_count)
-
-                def on_latents(k: int, latents: Any, report: Any = report) -> None:
-                    if report is not None:
-                        report(k + 1, params.steps, latents, None)
-
-                images = self.frozen.run(jobs[len(batch_seeds)], batch_seeds, on_latents, should_stop)
-                results += self._results(params, batch, batch_seeds, images, extra, "cpu", "fp32")
+                images = engine.run_batch(job, batch_seeds, report, should_stop)
+                results += self._results(engine, params, batch, batch_seeds, images, job.extra)
         except Cancelled:
             raise_with_finished(results)
+        engine.finish(job)
         return results
 
-    def _record(self, params: GenerationParams, plain_prompt: bool) -> None:
-        """After a CPU fast-path txt2img run of the built-in model, add what it used to the frozen bundle."""
-        run = self._full()
-        if not (self.options.frozen and run.speed.backend == "onnxruntime" and params.mode == "txt2img"
-                and plain_prompt and not params.loras):
-            return
-        if self._recorder is None:
-            from keypaint.builtin import WEIGHTS_DIR
-            from keypaint.core.frozen.record import BundleRecorder
-            from keypaint.core.speed.artefacts import default_cache_dir
+    def _prepare(self, params: GenerationParams) -> tuple[Engine[Any], Job]:
+        """The first engine that covers `params` (the full model's covers all), with its job."""
+        for engine in self._engines:
+            job = engine.prepare(params)
+            if job is not None:
+                return engine, job
+        full = self._full()  # loading it makes it the one engine from now on
+        return full, full.prepare(params)
 
-            source = run.model.source
-            if source is None or Path(source).resolve() != WEIGHTS_DIR.resolve():
-                return
-            cache = self.options.cache_dir or default_cache_dir(self.home)
-            self._recorder = BundleRecorder(cache, run.model)
-        self._recorder.record(run.speed, params.sampler, params.steps, run.base_scheduler_config)
-
-    def _results(self, params: GenerationParams, batch: int, seeds: list[int], images: list[Image.Image],
-                 extra: dict[str, Any], device: str, dtype: str) -> list[GeneratedImage]:
-        name, sha = ((self.model.name, self.model.sha256) if self.loaded or self.frozen is None
-                     else (self.frozen.name, self.frozen.sha256))
+    def _results(self, engine: Engine[Any], params: GenerationParams, batch: int, seeds: list[int],
+                 images: list[Image.Image], extra: dict[str, Any]) -> list[GeneratedImage]:
         return [
             GeneratedImage(
                 image=image, seed=seed, params=replace(params, seed=seed, batch_size=1, batch_count=1),
-                index=batch * params.batch_size + offset, model_name=name, model_hash=sha,
-                device=device, dtype=dtype, extra=dict(extra),
+                index=batch * params.batch_size + offset, model_name=engine.name, model_hash=engine.sha256,
+                device=engine.device, dtype=engine.dtype, extra=dict(extra),
             )
             for offset, (seed, image) in enumerate(zip(seeds, images, strict=True))
         ]

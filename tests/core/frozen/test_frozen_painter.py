@@ -161,3 +161,32 @@ print("heavy:", heavy, "loaded:", painter.loaded)
     assert len(list(tmp_path.glob("*.png"))) == 1
     painted = np.load(tmp_path / "first.npy").astype(np.int16)
     assert np.abs(painted - pixels(first_run[0])).max() <= EXACT_TOLERANCE["cpu"]
+
+
+def test_both_engines_paint_a_request_through_one_interface(
+    cache: Path, first_run: list[GeneratedImage]
+) -> None:
+    """The Painter picks an engine and runs its batches without knowing which one it is."""
+    import inspect
+
+    from keypaint.core.diffusers_engine import DiffusersEngine
+    from keypaint.core.engine import Engine, Job
+    from keypaint.core.frozen.engine import FrozenEngine
+
+    frozen_painter = Painter.load(device="cpu", speed=options(cache))
+    full_painter = Painter.load(device="cpu", speed=SpeedOptions(fast=True, cache_dir=cache, threads=1))
+    [frozen] = frozen_painter.engines
+    [full] = full_painter.engines
+    assert isinstance(frozen, FrozenEngine) and isinstance(full, DiffusersEngine)
+    for engine, painter in ((frozen, frozen_painter), (full, full_painter)):
+        assert isinstance(engine, Engine)
+        job = engine.prepare(painter.resolve(PARAMS))
+        assert isinstance(job, Job)
+        steps: list[tuple[int, int]] = []
+        images = engine.run_batch(job, [5, 6], lambda *report: steps.append(report[:2]), None)  # noqa: B023
+        assert steps == [(1, 2), (2, 2)] and (engine.device, engine.dtype) == ("cpu", "fp32")
+        for image, expected in zip(images, first_run, strict=True):
+            difference = np.asarray(image, dtype=np.int16) - pixels(expected)
+            assert np.abs(difference).max() <= EXACT_TOLERANCE["cpu"]
+    assert not frozen_painter.loaded
+    assert "frozen" not in inspect.getsource(Painter.generate) + inspect.getsource(Painter._prepare)

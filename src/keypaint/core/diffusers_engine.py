@@ -1,0 +1,111 @@
+"""`DiffusersEngine`: the `Engine` that paints with the loaded model through diffusers' pipelines.
+
+It applies the request's LoRAs and embeddings, expands known keywords, encodes the prompts once per request
+(keypaint's A1111 emphasis and chunking) and runs each batch through `PipelineRun`. After a CPU fast-path
+txt2img run of the built-in model it adds what the run used to the frozen bundle, for the next process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keypaint.core.devices import dtype_name
+from keypaint.core.speed.options import SpeedOptions, approximations
+from keypaint.prompts.vocabulary import expansion_record
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from keypaint.core.adapters import Adapters
+    from keypaint.core.engine import StepReport, StopCheck
+    from keypaint.core.frozen.record import BundleRecorder
+    from keypaint.core.params import GenerationParams
+    from keypaint.core.pipeline_run import PipelineRun
+    from keypaint.models.loaded import LoadedModel
+    from keypaint.prompts.encode import PromptEmbeddings
+
+
+@dataclass
+class DiffusersJob:
+    """A request with its adapters applied and its prompts encoded."""
+
+    params: GenerationParams
+    embeds: PromptEmbeddings
+    extra: dict[str, Any]
+    plain_prompt: bool  # no LoRA tag or embedding changed the prompt: the run may feed the frozen bundle
+
+
+class DiffusersEngine:
+    """The loaded model's pipelines (`run`) and adapters; paints every request it is given."""
+
+    def __init__(self, model: LoadedModel, run: PipelineRun, adapters: Adapters, options: SpeedOptions,
+                 home: Path | None) -> None:
+        self.model = model
+        self.run = run
+        self.adapters = adapters
+        self.options = options
+        self.home = home
+        self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def sha256(self) -> str:
+        return self.model.sha256
+
+    @property
+    def native_size(self) -> int:
+        return self.model.native_size
+
+    @property
+    def device(self) -> str:
+        return str(self.model.pipe.unet.device)
+
+    @property
+    def dtype(self) -> str:
+        return dtype_name(self.model.pipe.unet.dtype)
+
+    def prepare(self, params: GenerationParams) -> DiffusersJob:
+        from keypaint.prompts.encode import encode_prompts
+
+        # apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
+        active = self.adapters.activate(params)
+        prompt = active.prompt
+        if params.expand_keywords:
+            expansion = self.model.expand(active.prompt, skip=active.names)
+            prompt = expansion.prompt
+            active.extra.update(expansion_record(active.prompt, expansion))
+        unet = self.model.pipe.unet
+        embeds = encode_prompts(
+            self.model, prompt, active.negative_prompt, device=unet.device, dtype=unet.dtype,
+            embeddings=active.embeddings,
+        )
+        extra: dict[str, Any] = dict(active.extra)
+        extra.update(approximations(self.run.speed.options))  # they change the picture: recorded beside it
+        return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings)
+
+    def run_batch(self, job: DiffusersJob, seeds: list[int], on_step: StepReport | None,
+                  should_stop: StopCheck | None) -> list[Image.Image]:
+        return self.run.run_batch(job.params, seeds, job.embeds, on_step, should_stop)
+
+    def finish(self, job: DiffusersJob) -> None:
+        """After a CPU fast-path txt2img run of the built-in model, add what it used to the frozen bundle."""
+        params, run = job.params, self.run
+        if not (self.options.frozen and run.speed.backend == "onnxruntime" and params.mode == "txt2img"
+                and job.plain_prompt and not params.loras):
+            return
+        if self._recorder is None:
+            from keypaint.builtin import WEIGHTS_DIR
+            from keypaint.core.frozen.record import BundleRecorder
+            from keypaint.core.speed.artefacts import default_cache_dir
+
+            source = run.model.source
+            if source is None or Path(source).resolve() != WEIGHTS_DIR.resolve():
+                return
+            cache = self.options.cache_dir or default_cache_dir(self.home)
+            self._recorder = BundleRecorder(cache, run.model)
+        self._recorder.record(run.speed, params.sampler, params.steps, run.base_scheduler_config)
