@@ -214,3 +214,26 @@ def test_known_keywords_are_expanded_recorded_and_can_be_turned_off() -> None:
     assert "Keyword expansion: off" in info and "Keyword expansion" not in infotext_for(expanded)
     assert params_from_infotext(info).expand_keywords is False
     assert params_from_infotext(infotext_for(expanded)).expand_keywords is True
+
+
+def test_best_of_without_a_scorer_is_refused(painter: Painter) -> None:
+    """The Painter is handed its scorer (core imports no scorer): without one, best-of is refused."""
+    from keypaint.errors import InvalidParams
+
+    with pytest.raises(InvalidParams, match="scorer"):
+        Painter(painter.model).generate(GenerationParams(prompt="apple", steps=1, seed=1, best_of=2))
+
+
+def test_core_imports_neither_scorer_nor_builtin() -> None:
+    from pathlib import Path
+
+    import keypaint.core
+
+    core = Path(keypaint.core.__file__).parent
+    moving = {"adapters.py"}  # its adapter file format moves to models/ (issue 17, item 4)
+    for source in core.rglob("*.py"):
+        if source.name in moving:
+            continue
+        text = source.read_text(encoding="utf-8")
+        for package in ("keypaint.scorer", "keypaint.builtin", "keypaint.finetune"):
+            assert f"from {package}" not in text and f"import {package}" not in text, (source, package)

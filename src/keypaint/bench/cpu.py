@@ -97,9 +97,10 @@ def plain_diffusers(tiny: bool) -> Callable[[GenerationParams], np.ndarray]:
 
 
 def _painter_run(speed: SpeedOptions, tiny: bool, dtype: torch.dtype = torch.float32) -> Any:
+    from keypaint.builtin import builtin_files
     from keypaint.core.painter import Painter
 
-    painter = Painter(_models(tiny, dtype), speed=speed)
+    painter = Painter(_models(tiny, dtype), speed=speed, builtin=builtin_files())  # fast runs feed the bundle
 
     def run(params: GenerationParams) -> np.ndarray:
         return np.asarray(painter.generate(params)[0].image)
@@ -109,9 +110,10 @@ def _painter_run(speed: SpeedOptions, tiny: bool, dtype: torch.dtype = torch.flo
 
 def _frozen_run(speed: SpeedOptions) -> Callable[[GenerationParams], np.ndarray] | None:
     """A Painter started from the frozen bundle (no model loaded); None if there is no bundle."""
+    from keypaint.builtin import builtin_files
     from keypaint.core.painter import Painter
 
-    painter = Painter.load(device="cpu", speed=speed)
+    painter = Painter.load(device="cpu", speed=speed, builtin=builtin_files())
     if painter.frozen is None:
         return None
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import torch
     from diffusers import ModelMixin
 
+    from keypaint.core.frozen.bundle import BuiltinFiles
+
     M = TypeVar("M", bound=ModelMixin)
 
 NAME = "keypaint-emoji"
@@ -34,6 +36,19 @@ PARTS = ("unet", "vae", "scheduler")
 
 def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
     return all((folder / part).is_dir() and any((folder / part).iterdir()) for part in PARTS)
+
+
+def builtin_files() -> BuiltinFiles | None:
+    """Where the built-in model's files are, for a Painter's frozen path; None when they are not installed."""
+    from keypaint.builtin.text_encoder import text_encoder_dir
+    from keypaint.core.frozen.bundle import BuiltinFiles
+
+    if not weights_present():
+        return None
+    try:
+        return BuiltinFiles(WEIGHTS_DIR, text_encoder_dir())
+    except ModelError:
+        return None
 
 
 def weight_files(folder: Path = WEIGHTS_DIR) -> list[Path]:

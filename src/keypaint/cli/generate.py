@@ -160,8 +160,14 @@ def generate_command(
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
     speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
 
+    from keypaint.builtin import builtin_files
     from keypaint.core.painter import Painter
 
+    scorer = None
+    if params.best_of > 1:  # the scorer (and PyTorch) only when asked for
+        from keypaint.scorer import ShippedScorer
+
+        scorer = ShippedScorer(device)
     painter = Painter.load(
         model if model is not None else _from_model(from_image),
         device=device,
@@ -174,6 +180,8 @@ def generate_command(
         before_loading=_quiet_loading,
         max_model_bytes=max_model_bytes,
         lazy=True,
+        scorer=scorer,
+        builtin=builtin_files(),
     )
     # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
     # path) is refused before the model loads

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from keypaint.core.adapters import Adapters
     from keypaint.core.engine import StepReport, StopCheck
+    from keypaint.core.frozen.bundle import BuiltinFiles
     from keypaint.core.frozen.record import BundleRecorder
     from keypaint.core.params import GenerationParams
     from keypaint.core.pipeline_run import PipelineRun
@@ -41,12 +42,13 @@ class DiffusersEngine:
     """The loaded model's pipelines (`run`) and adapters; paints every request it is given."""
 
     def __init__(self, model: LoadedModel, run: PipelineRun, adapters: Adapters, options: SpeedOptions,
-                 home: Path | None) -> None:
+                 home: Path | None, builtin: BuiltinFiles | None = None) -> None:
         self.model = model
         self.run = run
         self.adapters = adapters
         self.options = options
         self.home = home
+        self.builtin = builtin  # the built-in model's files: its fast-path runs feed its frozen bundle
         self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
 
     @property
@@ -99,13 +101,12 @@ class DiffusersEngine:
                 and job.plain_prompt and not params.loras):
             return
         if self._recorder is None:
-            from keypaint.builtin import WEIGHTS_DIR
             from keypaint.core.frozen.record import BundleRecorder
             from keypaint.core.speed.artefacts import default_cache_dir
 
-            source = run.model.source
-            if source is None or Path(source).resolve() != WEIGHTS_DIR.resolve():
+            source, builtin = run.model.source, self.builtin
+            if source is None or builtin is None or Path(source).resolve() != builtin.weights.resolve():
                 return
             cache = self.options.cache_dir or default_cache_dir(self.home)
-            self._recorder = BundleRecorder(cache, run.model)
+            self._recorder = BundleRecorder(cache, run.model, builtin.text_encoder)
         self._recorder.record(run.speed, params.sampler, params.steps, run.base_scheduler_config)

@@ -1,9 +1,10 @@
 """`Painter`: loads a model once and turns `GenerationParams` into pictures.
 
 Every front end (CLI, Python API, server, web page) builds params and calls `Painter.generate`. The
-reverse chain itself is run by diffusers' pipelines (`pipeline_run`), fed with keypaint's own prompt
-embeddings (A1111 emphasis and chunking) and with noise drawn on the CPU from the seed, so that a seed
-means the same picture on every machine.
+reverse chain itself is run by an engine (`core.engine`): the loaded model through diffusers' pipelines
+(`diffusers_engine`, `pipeline_run`), fed with keypaint's own prompt embeddings (A1111 emphasis and
+chunking) and with noise drawn on the CPU from the seed, so that a seed means the same picture on every
+machine. Whoever builds the Painter hands it its best-of scorer and the built-in model's files.
 
 With `SpeedOptions(fast=True, frozen=True)` on a CPU, the built-in model starts from its frozen bundle
 (`keypaint.core.frozen`): the same pictures from ONNX Runtime and numpy, without importing PyTorch or
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -31,7 +32,7 @@ from keypaint.core.events import (
 from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.result import GeneratedImage
 from keypaint.core.speed.options import SpeedOptions
-from keypaint.errors import Cancelled
+from keypaint.errors import Cancelled, InvalidParams
 
 if TYPE_CHECKING:
     import torch
@@ -39,13 +40,22 @@ if TYPE_CHECKING:
     from keypaint.core.adapters import Adapters, Plan
     from keypaint.core.diffusers_engine import DiffusersEngine
     from keypaint.core.engine import Engine, Job
+    from keypaint.core.frozen.bundle import BuiltinFiles
     from keypaint.core.frozen.model import FrozenModel
     from keypaint.core.speed import Accelerated
     from keypaint.models.loaded import LoadedModel
     from keypaint.provenance.policy import ContentPolicy
-    from keypaint.scorer import Scorer
 
-__all__ = ["GeneratedImage", "Interrupted", "Painter", "StepEvent"]  # imported from here too
+__all__ = ["GeneratedImage", "Interrupted", "Painter", "PictureScorer", "StepEvent"]  # imported from here too
+
+
+class PictureScorer(Protocol):
+    """Rates pictures against their keywords for best-of (keypaint.scorer's `Scorer`, or `ShippedScorer`
+    which loads the shipped one on first use). A Painter is handed one by whoever builds it."""
+
+    def pick_best(self, images: list[Image.Image], prompt: str) -> tuple[int, Any]:
+        """(index of the best-matching picture, every picture's score)."""
+        ...
 
 
 class Painter:
@@ -60,13 +70,14 @@ class Painter:
         model: LoadedModel | None = None,
         *,
         limits: Limits = Limits(),
-        scorer: Scorer | None = None,
+        scorer: PictureScorer | None = None,  # rates best-of candidates; without one best-of is refused
         policy: ContentPolicy | None = None,  # blocked keywords, refused in resolve before any compute
         speed: SpeedOptions | None = None,  # fast path, approximate speed-ups, low memory (core.speed)
         home: Path | None = None,  # where LoRAs and embeddings named without a path are found
         frozen: FrozenModel | None = None,  # the built-in model's frozen bundle (CPU fast path)
         loader: Callable[[], LoadedModel] | None = None,  # makes the full model on first need
         device: str | None = None,  # the device `loader` will load onto (None: auto), for `plan`
+        builtin: BuiltinFiles | None = None,  # the built-in model's files: its fast-path runs feed `frozen`
     ) -> None:
         if model is None and loader is None:
             raise ValueError("a Painter needs a model or a loader")
@@ -78,6 +89,7 @@ class Painter:
         self.frozen = frozen
         self._device = device
         self._loader = loader
+        self._builtin = builtin
         self._full_engine: DiffusersEngine | None = None
         # the engines asked in turn to cover a request: the frozen bundle's until the full model loads
         self._engines: list[Engine[Any]] = []
@@ -85,7 +97,7 @@ class Painter:
             from keypaint.core.frozen.engine import FrozenEngine
 
             self._engines.append(FrozenEngine(frozen))
-        self._scorer = scorer  # the shipped scorer is loaded on the first best-of request if None
+        self._scorer = scorer
         if model is not None:
             self._attach(model)
 
@@ -96,7 +108,8 @@ class Painter:
         from keypaint.core.speed import accelerate
 
         run = PipelineRun(model, accelerate(model.pipe, self.options))
-        self._full_engine = DiffusersEngine(model, run, Adapters(model, self.home), self.options, self.home)
+        self._full_engine = DiffusersEngine(model, run, Adapters(model, self.home), self.options, self.home,
+                                            self._builtin)
         self._engines = [self._full_engine]  # once loaded, the full model paints every request
 
     def _full(self) -> DiffusersEngine:
@@ -122,6 +135,8 @@ class Painter:
         before_loading: Callable[[], None] | None = None,
         max_model_bytes: int | None = None,
         lazy: bool = False,
+        scorer: PictureScorer | None = None,
+        builtin: BuiltinFiles | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
@@ -130,7 +145,9 @@ class Painter:
         (blocked keywords) applies to every request. With `speed.frozen`, the built-in model on a CPU starts
         from its frozen bundle if a run left one. `before_loading` runs just before the full model loads
         (the CLI quiets loading progress bars). With `lazy`, the model loads on first need, so that
-        `plan` can refuse a request first (the CLI does this).
+        `plan` can refuse a request first (the CLI does this). `scorer` rates best-of candidates
+        (`keypaint.scorer`); `builtin` says where the built-in model's files are (`keypaint.builtin`), for
+        its frozen bundle: without it the frozen path is off.
         """
         from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
@@ -158,9 +175,9 @@ class Painter:
         if model is None and vae is None and speed is not None and speed.frozen:
             from keypaint.core.frozen.model import open_builtin
 
-            frozen = open_builtin(speed, home, device, dtype)
-        painter = cls(None, limits=limits, policy=policy, home=home, speed=speed, frozen=frozen, loader=full,
-                      device=device)
+            frozen = open_builtin(speed, home, device, dtype, builtin)
+        painter = cls(None, limits=limits, scorer=scorer, policy=policy, home=home, speed=speed,
+                      frozen=frozen, loader=full, device=device, builtin=builtin)
         if not painter._engines and not lazy:
             painter._full()
         return painter
@@ -281,12 +298,10 @@ class Painter:
 
         The kept picture's params name its own seed, so it can be re-made alone without the search.
         """
-        if self._scorer is None:
-            from keypaint.scorer import Scorer
-
-            self._scorer = Scorer.load(None, device=self.device)
-        from keypaint.scorer import pick_best
-
+        scorer = self._scorer
+        if scorer is None:
+            raise InvalidParams("best_of", "best-of needs a scorer: build the Painter with scorer=")
+        self._full()  # the candidates are painted by the loaded model (the scorer goes on its device)
         n = params.best_of
         kept: list[GeneratedImage] = []
         for k in range(params.total_images):
@@ -296,7 +311,7 @@ class Painter:
                 results = self.generate(candidates, on_step=on_step, should_stop=should_stop)
             except Cancelled:  # a picture's candidates cut short are no pick: only the kept ones count
                 raise_with_finished(kept)
-            best, scores = pick_best(self._scorer, [r.image for r in results], params.prompt)
+            best, scores = scorer.pick_best([r.image for r in results], params.prompt)
             winner = results[best]
             winner.index = k
             winner.extra.update({"Match score": round(float(scores[best]), 4), "Best of": n})

@@ -14,3 +14,19 @@ def pick_best(scorer: Scorer, images: list[Image.Image], prompt: str) -> tuple[i
         raise ValueError("pick_best needs at least one picture")
     scores = scorer.score(images, [prompt])[:, 0].float().cpu()
     return int(scores.argmax()), scores
+
+
+class ShippedScorer:
+    """The shipped scorer, loaded on the first best-of pick onto `device` (None: auto, as the model loads):
+    what the CLI and the server hand their Painter."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self._device = device
+        self._scorer: Scorer | None = None
+
+    def pick_best(self, images: list[Image.Image], prompt: str) -> tuple[int, torch.Tensor]:
+        if self._scorer is None:
+            from keypaint.core.devices import pick_device
+
+            self._scorer = Scorer.load(None, device=pick_device(self._device))
+        return pick_best(self._scorer, images, prompt)

@@ -149,6 +149,12 @@ class Scorer:
         self.config = net.config
         self._text = text
 
+    def pick_best(self, images: list[Image.Image], prompt: str) -> tuple[int, torch.Tensor]:
+        """(index of the picture that best matches `prompt`, every picture's score): what best-of keeps."""
+        from keypaint.scorer.best_of import pick_best
+
+        return pick_best(self, images, prompt)
+
     @classmethod
     def load(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> Scorer:
         """Load `config.json` + `model.safetensors` from `folder` (None: the built-in scorer)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keypaint.builtin import builtin_files
 from keypaint.core.frozen.bundle import MANIFEST
 from keypaint.core.frozen.record import BundleRecorder
 from keypaint.core.painter import GeneratedImage, Painter, StepEvent
@@ -19,6 +20,7 @@ from keypaint.core.samplers import Sampler
 from keypaint.core.speed import EXACT_TOLERANCE, SpeedOptions
 from keypaint.errors import InvalidParams
 
+BUILTIN = builtin_files()  # core is given the built-in model's files
 PARAMS = GenerationParams(
     prompt="red apple, (noto style:1.2)", negative_prompt="blurry", steps=2, seed=5, width=64, height=64,
     batch_size=2,
@@ -37,7 +39,7 @@ def options(cache: Path) -> SpeedOptions:
 @pytest.fixture(scope="module")
 def first_run(cache: Path) -> list[GeneratedImage]:
     """A fast run with no bundle yet: it loads the model, paints, and leaves the bundle."""
-    painter = Painter.load(device="cpu", speed=options(cache))
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
     assert painter.frozen is None and painter.loaded
     return painter.generate(PARAMS)
 
@@ -57,7 +59,7 @@ def test_a_fast_run_leaves_a_bundle(cache: Path, first_run: list[GeneratedImage]
 def test_a_new_painter_paints_the_same_pictures_from_the_bundle(
     cache: Path, first_run: list[GeneratedImage]
 ) -> None:
-    painter = Painter.load(device="cpu", speed=options(cache))
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
     assert painter.frozen is not None and not painter.loaded
     events: list[StepEvent] = []
     results = painter.generate(PARAMS, on_step=events.append)
@@ -77,7 +79,7 @@ def test_the_bundle_finds_keywords_by_meaning_as_the_full_path_does(
     """The exported text encoder embeds keywords for meaning matching; no PyTorch model is loaded."""
     from keypaint.builtin import load_builtin
 
-    painter = Painter.load(device="cpu", speed=options(cache))
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
     assert painter.frozen is not None
     frozen = painter.frozen.expand("cheeseburger, spacecraft, noto style")
     full = load_builtin().expand("cheeseburger, spacecraft, noto style")
@@ -88,15 +90,16 @@ def test_the_bundle_finds_keywords_by_meaning_as_the_full_path_does(
 
 
 def test_what_the_bundle_does_not_cover_loads_the_model(cache: Path, first_run: list[GeneratedImage]) -> None:
-    painter = Painter.load(device="cpu", speed=options(cache))
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
     [result] = painter.generate(replace(PARAMS, sampler=Sampler.EULER_A, batch_size=1))
     assert painter.loaded and result.image.size == (64, 64)
 
 
 def test_the_recorder_writes_only_what_is_new(cache: Path, first_run: list[GeneratedImage]) -> None:
-    painter = Painter.load(device="cpu", speed=SpeedOptions(fast=True, cache_dir=cache))
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=SpeedOptions(fast=True, cache_dir=cache))
     painter.generate(replace(PARAMS, batch_size=1))
-    recorder = BundleRecorder(cache, painter.model)
+    assert BUILTIN is not None
+    recorder = BundleRecorder(cache, painter.model, BUILTIN.text_encoder)
     config = painter.base_scheduler_config
     recorder.record(painter.speed, Sampler.DPMPP_2M_KARRAS, 2, config)  # adds this run's graphs if new
     assert not recorder.record(painter.speed, Sampler.DPMPP_2M_KARRAS, 2, config)
@@ -117,20 +120,20 @@ def test_a_damaged_bundle_falls_back_to_the_full_model(
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy, symlinks=True)
     (copy / folder.name / MANIFEST).write_text("{not json")
-    assert Painter.load(device="cpu", speed=options(copy)).loaded
+    assert Painter.load(device="cpu", builtin=BUILTIN, speed=options(copy)).loaded
     shutil.rmtree(copy / folder.name)
     shutil.copytree(folder, copy / folder.name)
     (copy / folder.name / "text-encoder" / "model.onnx").write_bytes(b"damaged")
-    painter = Painter.load(device="cpu", speed=options(copy))
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(copy))
     assert painter.frozen is not None and not painter.loaded
     [result] = painter.generate(replace(PARAMS, batch_size=1))
     assert painter.loaded and result.image.size == (64, 64)
 
 
 def test_without_frozen_or_fast_the_model_loads(cache: Path, first_run: list[GeneratedImage]) -> None:
-    assert Painter.load(device="cpu", speed=SpeedOptions(fast=True, cache_dir=cache)).loaded
+    assert Painter.load(device="cpu", builtin=BUILTIN, speed=SpeedOptions(fast=True, cache_dir=cache)).loaded
     with pytest.raises(InvalidParams, match="fp32"):  # the bundle is fp32: bf16 goes to the full path's check
-        Painter.load(device="cpu", dtype="bf16", speed=options(cache))
+        Painter.load(device="cpu", dtype="bf16", builtin=BUILTIN, speed=options(cache))
 
 
 def test_a_fresh_process_paints_and_saves_without_pytorch(
@@ -140,13 +143,14 @@ def test_a_fresh_process_paints_and_saves_without_pytorch(
 import sys
 from pathlib import Path
 import numpy as np
+from keypaint.builtin import builtin_files
 from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams
 from keypaint.core.speed.options import SpeedOptions
 from keypaint.outputs.results import save_generated
 from keypaint.provenance.settings import ProvenanceSettings
 speed = SpeedOptions(fast=True, frozen=True, cache_dir=Path({str(cache)!r}))
-painter = Painter.load(device="cpu", speed=speed)
+painter = Painter.load(device="cpu", speed=speed, builtin=builtin_files())
 params = GenerationParams(prompt={PARAMS.prompt!r}, negative_prompt={PARAMS.negative_prompt!r}, steps=2,
                           seed=5, width=64, height=64, batch_size=2)
 first = painter.generate(params)[0]
@@ -173,8 +177,9 @@ def test_both_engines_paint_a_request_through_one_interface(
     from keypaint.core.engine import Engine, Job
     from keypaint.core.frozen.engine import FrozenEngine
 
-    frozen_painter = Painter.load(device="cpu", speed=options(cache))
-    full_painter = Painter.load(device="cpu", speed=SpeedOptions(fast=True, cache_dir=cache, threads=1))
+    frozen_painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
+    full_speed = SpeedOptions(fast=True, cache_dir=cache, threads=1)
+    full_painter = Painter.load(device="cpu", builtin=BUILTIN, speed=full_speed)
     [frozen] = frozen_painter.engines
     [full] = full_painter.engines
     assert isinstance(frozen, FrozenEngine) and isinstance(full, DiffusersEngine)

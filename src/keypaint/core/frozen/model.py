@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from keypaint.core.frozen.bundle import Manifest, bundle_dir, model_digest, read_manifest, shape_key
+from keypaint.core.frozen.bundle import (
+    BuiltinFiles,
+    Manifest,
+    bundle_dir,
+    model_digest,
+    read_manifest,
+    shape_key,
+)
 from keypaint.core.frozen.plan import SamplerPlan
 from keypaint.core.sampling_math import guide_batch, start_noise_numpy
 from keypaint.core.speed.options import Offload
@@ -239,24 +246,19 @@ def frozen_fits(device: str | None, dtype: str | None) -> bool:
     return not apple_gpu and not any(Path(node).exists() for node in gpu_nodes)
 
 
-def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dtype: str | None
-                 ) -> FrozenModel | None:
-    """The built-in model's frozen bundle, when `speed` asks for the frozen CPU path and one exists."""
-    if not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
+def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dtype: str | None,
+                 builtin: BuiltinFiles | None) -> FrozenModel | None:
+    """The built-in model's frozen bundle (its files at `builtin`, None when it is not installed), when
+    `speed` asks for the frozen CPU path and one exists."""
+    if builtin is None or not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
         return None
     if not frozen_fits(device, dtype):
         return None
     if speed.approximate or speed.offload is not Offload.NONE or speed.vae_tiling:
         return None
-    from keypaint.builtin import WEIGHTS_DIR, weights_present
-    from keypaint.builtin.text_encoder import text_encoder_dir
     from keypaint.core.speed.artefacts import default_cache_dir
-    from keypaint.errors import ModelError
 
-    if not weights_present() or importlib.util.find_spec("onnxruntime") is None:
+    if importlib.util.find_spec("onnxruntime") is None:
         return None
-    try:
-        encoder = text_encoder_dir()
-    except ModelError:
-        return None
-    return FrozenModel.open(speed.cache_dir or default_cache_dir(home), WEIGHTS_DIR, encoder, speed.threads)
+    cache = speed.cache_dir or default_cache_dir(home)
+    return FrozenModel.open(cache, builtin.weights, builtin.text_encoder, speed.threads)

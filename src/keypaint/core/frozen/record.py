@@ -146,12 +146,10 @@ class BundleRecorder:
     only when a run used a sampler, step count or graph this recorder has not written yet.
     """
 
-    def __init__(self, cache_dir: Path, model: LoadedModel) -> None:
-        from keypaint.builtin.text_encoder import text_encoder_dir
-
+    def __init__(self, cache_dir: Path, model: LoadedModel, text_encoder: Path) -> None:
         assert model.source is not None
         self.model = model
-        self.folder = bundle_dir(cache_dir, model_digest(Path(model.source), text_encoder_dir()))
+        self.folder = bundle_dir(cache_dir, model_digest(Path(model.source), text_encoder))
         self._written: set[tuple[str, ...]] = set()
 
     def record(self, speed: Accelerated, sampler: Sampler, steps: int, base_config: dict[str, Any]) -> bool:
