@@ -300,7 +300,8 @@ class Painter:
         """
         scorer = self._scorer
         if scorer is None:
-            raise InvalidParams("best_of", "best-of needs a scorer: build the Painter with scorer=")
+            raise InvalidParams("best_of", "best-of needs a scorer: Painter.load(..., "
+                                "scorer=ShippedScorer(device)) from keypaint.scorer, as --best-of does")
         self._full()  # the candidates are painted by the loaded model (the scorer goes on its device)
         n = params.best_of
         kept: list[GeneratedImage] = []
