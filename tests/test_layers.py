@@ -51,7 +51,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("core/adapters.py", "finetune"): "the adapter file format moves to models/",
     ("builtin/pack.py", "finetune"): "the adapter file format moves to models/",
     ("models/loader.py", "builtin"): "a registry that builtin fills replaces the importlib load",
-    ("provenance/marks.py", "outputs"): "package_version moves to keypaint.versions",
     # models and prompts share a layer but import each other: a LoadedModel carries its Vocabulary.
     ("models/loaded.py", "prompts"): "issue 17 item 4, remaining: the vocabulary type moves below both",
     ("models/loader.py", "prompts"): "issue 17 item 4, remaining: the vocabulary type moves below both",

@@ -40,12 +40,12 @@ from keypaint.finetune.textual_inversion import (
 )
 from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import BUILTIN_ALIASES, keypaint_home, resolve_model
-from keypaint.outputs.infotext import package_version
 from keypaint.training.checkpoint import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
 from keypaint.training.common import Schedule, make_accelerator
 from keypaint.training.latents import encode_latents
 from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 from keypaint.training.unet import snr_weight
+from keypaint.versions import package_version
 
 StepHook = Callable[[int], None]
 

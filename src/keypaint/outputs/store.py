@@ -26,8 +26,9 @@ from keypaint.core.params import GenerationParams
 from keypaint.errors import ImageError, InvalidParams, OutputError
 from keypaint.outputs.exif import exif_block
 from keypaint.outputs.files import write_numbered
-from keypaint.outputs.infotext import package_version, params_from_infotext
+from keypaint.outputs.infotext import params_from_infotext
 from keypaint.provenance.xmp import embedded_metadata
+from keypaint.versions import package_version
 
 METADATA_FORMAT = "keypaint/1"  # the `format` key of the JSON chunk; bump when its meaning changes
 PNG_INFOTEXT_KEY = "parameters"  # the text chunk A1111 writes and reads
