@@ -47,7 +47,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("core/frozen/record.py", "builtin"): "issue17-engine: core is given the built-in weights' location",
     # Issue 17 item 4 (branch issue17-imports), not done yet:
     ("core/result.py", "outputs"): "GeneratedImage.save: becomes outputs.save_generated_as",
-    ("models/loader.py", "builtin"): "a registry that builtin fills replaces the importlib load",
     # The one lookup of keypaint.builtin by name below the front ends (models.registry.installed_builtin),
     # for callers not yet handed a BuiltinModel: goes when Painter.load is handed one (issue17-engine).
     ("models/registry.py", "builtin"): "installed_builtin: until Painter.load is handed builtin.MODEL",
