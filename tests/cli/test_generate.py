@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from keypaint.cli.app import app
-from keypaint.outputs.store import read_metadata
+from keypaint.outputs.metadata import read_metadata
 
 runner = CliRunner()
 TINY = ["--model", "tiny", "--steps", "2"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keypaint.outputs.store import read_metadata
+from keypaint.outputs.metadata import read_metadata
 from tests.cli.test_generate import run, saved
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from keypaint.core.adapters import builtin_loras_dir, find_file, find_lora, split_lora_tags
+from keypaint.builtin import MODEL
+from keypaint.core.adapters import find_file, find_lora, split_lora_tags
 from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.errors import InvalidParams, ModelError
@@ -43,7 +44,7 @@ def test_names_are_looked_up_in_the_folder_only(tmp_path: Path, monkeypatch: pyt
 
 def test_the_built_in_loras_are_found_by_name_unless_home_has_one(tmp_path: Path) -> None:
     shipped = find_lora("keypaint-lcm", tmp_path, allow_paths=False)
-    assert shipped == builtin_loras_dir() / "keypaint-lcm.safetensors" and shipped.is_file()
+    assert shipped == MODEL.loras / "keypaint-lcm.safetensors" and shipped.is_file()
     own = tmp_path / "loras" / "keypaint-lcm.safetensors"
     own.parent.mkdir()
     own.write_bytes(b"x")

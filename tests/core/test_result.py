@@ -14,8 +14,8 @@ from keypaint.cli.verify_cmd import verify_command
 from keypaint.core.painter import GeneratedImage, Painter
 from keypaint.core.params import GenerationParams
 from keypaint.errors import InvalidParams, OutputError
+from keypaint.outputs.metadata import read_metadata
 from keypaint.outputs.results import infotext_for, save_generated
-from keypaint.outputs.store import read_metadata
 
 app = typer.Typer()
 app.command("verify")(verify_command)  # `keypaint verify`, mounted as keypaint.cli.app mounts it

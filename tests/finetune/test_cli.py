@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from keypaint.cli.app import app as main_app
 from keypaint.cli.finetune_cmd import finetune_command
-from keypaint.outputs.store import read_metadata
+from keypaint.outputs.metadata import read_metadata
 
 runner = CliRunner()
 finetune_app = typer.Typer()

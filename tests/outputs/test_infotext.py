@@ -10,12 +10,12 @@ from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 from keypaint.outputs.infotext import (
     build_infotext,
-    package_version,
     params_from_infotext,
     parse_infotext,
     quote,
     unquote,
 )
+from keypaint.versions import package_version
 
 VERSION = f"keypaint {package_version('keypaint')}"
 

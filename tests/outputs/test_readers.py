@@ -16,8 +16,8 @@ from keypaint.core.painter import GeneratedImage, Painter
 from keypaint.core.params import GenerationParams
 from keypaint.outputs.exif import exif_block
 from keypaint.outputs.infotext import parse_infotext
+from keypaint.outputs.metadata import read_metadata
 from keypaint.outputs.results import save_generated
-from keypaint.outputs.store import read_metadata
 
 KEYWORDS_USED = "red apple, apple, (diet:1.2), fruit"  # commas and a colon: what splitting readers cut
 

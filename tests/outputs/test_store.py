@@ -20,16 +20,14 @@ from keypaint.core.samplers import Sampler
 from keypaint.errors import ImageError, InvalidParams, OutputError
 from keypaint.outputs.files import _reserve_and_replace, next_number
 from keypaint.outputs.infotext import build_infotext, parse_infotext
-from keypaint.outputs.store import (
+from keypaint.outputs.metadata import (
     ImageMetadata,
-    check_writable,
-    output_dir,
     params_from_image,
     params_from_metadata,
     read_metadata,
     reproduction_metadata,
-    save_image,
 )
+from keypaint.outputs.store import check_writable, output_dir, save_image
 
 A1111_INFOTEXT = (
     "(colorful:1.3),\ndreamlike fantasy landscape\nNegative prompt: (worst quality:1.4)\n"

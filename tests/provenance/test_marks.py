@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from keypaint.errors import ImageError
+from keypaint.outputs.metadata import read_metadata
 from keypaint.outputs.results import save_generated
-from keypaint.outputs.store import read_metadata
 from keypaint.provenance.settings import DIGITAL_SOURCE_TYPE, ProvenanceSettings
 from keypaint.provenance.verify import verify_bytes, verify_image
 from keypaint.provenance.xmp import build_xmp

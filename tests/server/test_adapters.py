@@ -10,8 +10,8 @@ import torch
 
 from keypaint.core.painter import Painter
 from keypaint.finetune.lora import add_lora, kohya_state, lora_state, remove_lora
-from keypaint.finetune.metadata import FinetuneInfo, embedding_header, lora_header, model_fingerprint
 from keypaint.finetune.output import write_new_file
+from keypaint.models.adapter_format import FinetuneInfo, embedding_header, lora_header, model_fingerprint
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.models.tiny import tiny_model
 from keypaint.server.config import ServerConfig

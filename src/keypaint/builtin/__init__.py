@@ -18,6 +18,7 @@ from keypaint.errors import ModelError
 from keypaint.models.compact import FILENAME as COMPACT
 from keypaint.models.compact import SOURCE_KEY
 from keypaint.models.loaded import LoadedModel, ModelKind
+from keypaint.models.registry import BuiltinModel
 from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 from keypaint.prompts.vocabulary import Vocabulary
 
@@ -152,5 +153,8 @@ def _sources(unet: Path) -> tuple[str, ...]:
     return (source,) if source else ()
 
 
-__all__ = ["NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256", "unet_hashes",
-           "unet_sha256", "weights_present"]
+
+MODEL = BuiltinModel(NAME, WEIGHTS_DIR, lambda device, dtype: load_builtin(device=device, dtype=dtype))
+
+__all__ = ["MODEL", "NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256",
+           "unet_hashes", "unet_sha256", "weights_present"]

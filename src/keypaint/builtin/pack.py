@@ -136,7 +136,7 @@ def pack_lcm(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
     from safetensors.numpy import load_file, save_file
 
     from keypaint.builtin import NAME, unet_hashes
-    from keypaint.finetune.metadata import BASE_VERSION, FinetuneInfo
+    from keypaint.models.adapter_format import BASE_VERSION, FinetuneInfo
     from keypaint.models.loaded import ModelKind
     from keypaint.models.safety import read_safetensors_header
 

@@ -72,7 +72,7 @@ def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the reproduction JSON only")] = False,
 ) -> None:
     """Print the parameters stored in pictures (A1111 infotext and keypaint's JSON)."""
-    from keypaint.outputs.store import read_metadata
+    from keypaint.outputs.metadata import read_metadata
 
     for path in images:
         meta = read_metadata(path)

@@ -246,7 +246,7 @@ def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> Generati
         if "prompt" not in overrides:
             raise InvalidParams("keywords", 'give some keywords, e.g. keypaint generate "red apple"')
         return GenerationParams(**overrides)
-    from keypaint.outputs.store import params_from_metadata, read_metadata
+    from keypaint.outputs.metadata import params_from_metadata, read_metadata
 
     params = params_from_metadata(read_metadata(from_image), **overrides)
     if params.init_image is None and ((params_mode := _stored_mode(from_image)) != "txt2img"):
@@ -257,7 +257,7 @@ def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> Generati
 
 
 def _stored_mode(path: Path) -> str:
-    from keypaint.outputs.store import read_metadata
+    from keypaint.outputs.metadata import read_metadata
 
     data = read_metadata(path).data or {}
     recorded = data.get("params")
@@ -268,7 +268,7 @@ def _from_model(from_image: Path | None) -> str | None:
     """The model a stored picture was made with (by name), so --from re-makes it with the same one."""
     if from_image is None:
         return None
-    from keypaint.outputs.store import read_metadata
+    from keypaint.outputs.metadata import read_metadata
 
     data = read_metadata(from_image).data or {}
     name = (data.get("model") or {}).get("name") if isinstance(data.get("model"), dict) else None

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from keypaint.core.params import GenerationParams, LoraRef, check_lora
 from keypaint.errors import InvalidParams, ModelError
-from keypaint.finetune.metadata import FinetuneInfo, kind_of_base_version, model_fingerprint
+from keypaint.models.adapter_format import FinetuneInfo, kind_of_base_version, model_fingerprint
 from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import LoadedModel
-from keypaint.models.registry import keypaint_home
+from keypaint.models.registry import installed_builtin, keypaint_home
 from keypaint.models.safety import SafetensorsHeader, load_safetensors, read_safetensors_header
 from keypaint.prompts.embeddings import TextualInversion, mentioned
 
@@ -40,19 +40,24 @@ def loras_dir(home: Path | None = None) -> Path:
     return (home or keypaint_home()) / "loras"
 
 
-def builtin_loras_dir() -> Path:
-    """LoRAs shipped with the built-in model (`keypaint-lcm`); a same-named file in <home>/loras wins."""
-    from keypaint.builtin import WEIGHTS_DIR
-
-    return WEIGHTS_DIR / "loras"
-
-
-def find_lora(source: str, home: Path | None, *, allow_paths: bool) -> Path:
-    """A LoRA by name (<home>/loras, then the built-in ones) or, when allowed, by path."""
-    folder = loras_dir(home)
-    shipped = builtin_loras_dir() / f"{source.strip()}{SUFFIX}"
-    if is_name(source.strip()) and not (folder / shipped.name).is_file() and shipped.is_file():
+def shipped_loras_dir(shipped: Path | None = None) -> Path | None:
+    """The folder of LoRAs shipped with the built-in model (`keypaint-lcm`): `shipped` when handed in, else
+    the installed built-in model's (None when there is none)."""
+    if shipped is not None:
         return shipped
+    builtin = installed_builtin()
+    return builtin.loras if builtin is not None else None
+
+
+def find_lora(source: str, home: Path | None, *, allow_paths: bool, shipped: Path | None = None) -> Path:
+    """A LoRA by name (<home>/loras, then those in `shipped`, the built-in model's) or, when allowed, by
+    path; a same-named file in <home>/loras wins."""
+    folder = loras_dir(home)
+    shipped = shipped_loras_dir(shipped)
+    if shipped is not None and is_name(source.strip()):
+        file = shipped / f"{source.strip()}{SUFFIX}"
+        if not (folder / file.name).is_file() and file.is_file():
+            return file
     return find_file(source, folder, "LoRA", allow_paths=allow_paths)
 
 
@@ -153,16 +158,18 @@ class Plan:
     embeddings: list[tuple[AdapterFile, str]]  # (file, trigger word)
 
 
-def resolve_files(params: GenerationParams, home: Path | None = None) -> Plan:
+def resolve_files(params: GenerationParams, home: Path | None = None,
+                  shipped_loras: Path | None = None) -> Plan:
     """The LoRA and embedding files a request names (flags, prompt tags, embedding names in the prompt),
-    each found and its header checked; ModelError/InvalidParams otherwise. Needs no model."""
+    each found and its header checked; ModelError/InvalidParams otherwise. Needs no model.
+    `shipped_loras`: the built-in model's LoRA folder (see `shipped_loras_dir`)."""
     prompt, tagged = split_lora_tags(params.prompt)
     for ref in tagged:
         check_lora(ref)
     refs = [(ref, True) for ref in params.loras] + [(ref, False) for ref in tagged]
     loras: list[tuple[AdapterFile, float]] = []
     for ref, allow_paths in refs:
-        file = read_lora_file(find_lora(ref.source, home, allow_paths=allow_paths))
+        file = read_lora_file(find_lora(ref.source, home, allow_paths=allow_paths, shipped=shipped_loras))
         if any(other.path.resolve() == file.path.resolve() for other, _ in loras):
             raise InvalidParams("lora", f"{file.path.name} is named twice; give it once with one weight")
         loras.append((file, ref.weight))
@@ -183,9 +190,11 @@ def resolve_files(params: GenerationParams, home: Path | None = None) -> Plan:
 class Adapters:
     """The LoRAs and embeddings loaded into one model, and which of them each request uses."""
 
-    def __init__(self, model: LoadedModel, home: Path | None = None, max_loaded: int = 8) -> None:
+    def __init__(self, model: LoadedModel, home: Path | None = None, max_loaded: int = 8,
+                 shipped_loras: Path | None = None) -> None:
         self.model = model
         self.home = home
+        self.shipped_loras = shipped_loras
         self.max_loaded = max_loaded
         self._loras: OrderedDict[tuple[str, int, int], str] = OrderedDict()  # file stamp -> adapter name
         self._embeddings: dict[tuple[tuple[str, int, int], str], TextualInversion] = {}
@@ -218,7 +227,7 @@ class Adapters:
 
     # 1. what a request names, checked against this model without loading tensors
     def _plan(self, params: GenerationParams) -> Plan:
-        return self.fit(resolve_files(params, self.home))
+        return self.fit(resolve_files(params, self.home, self.shipped_loras))
 
     def fit(self, plan: Plan) -> Plan:
         """`plan`'s files (from `resolve_files`) fit this model; `InvalidParams`/`ModelError` otherwise."""

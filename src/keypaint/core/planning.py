@@ -30,17 +30,20 @@ def plan_request(
     options: SpeedOptions,
     device: str | None,
     backend: str | None,
+    shipped_loras: Path | None = None,
 ) -> Plan:
     """The adapter files `params` name, once everything a request can get wrong is checked.
 
     `device` is the device asked for (None: auto); `backend` the fast path's backend when the model is
-    loaded (None before: it is then foreseen from `options` and `device`).
+    loaded (None before: it is then foreseen from `options` and `device`); `shipped_loras` the built-in
+    model's LoRA folder (None: the installed built-in model's, see `core.adapters.shipped_loras_dir`).
     """
     from keypaint.core.adapters import resolve_files
 
     # in the order the CLI and the server always checked: params, files, speed, then the content policy
     params.validate(limits)
-    files = resolve_files(params, home)  # LoRA and embedding files exist and are what they claim
+    # LoRA and embedding files exist and are what they claim
+    files = resolve_files(params, home, shipped_loras)
     if files.loras and options.fast:
         _check_fast_loras(options, device, backend)
     if policy is not None:

@@ -8,6 +8,6 @@ steps and the pictures used (`metadata.FinetuneInfo`), and are applied with `key
 """
 
 from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
-from keypaint.finetune.metadata import FinetuneInfo
+from keypaint.models.adapter_format import FinetuneInfo
 
 __all__ = ["FinetuneConfig", "FinetuneError", "FinetuneInfo", "Method"]

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from keypaint.finetune.config import FinetuneConfig
-from keypaint.finetune.metadata import FinetuneInfo
 from keypaint.finetune.textual_inversion import embedding_tensors
+from keypaint.models.adapter_format import FinetuneInfo
 from keypaint.models.loaded import LoadedModel
 
 

@@ -29,7 +29,6 @@ from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
 from keypaint.finetune.data import ImageSet, read_images
 from keypaint.finetune.dreambooth import class_caption, class_pictures, make_class_pictures
 from keypaint.finetune.lora import ADAPTER, add_lora, kohya_state, load_lora_state, lora_state, remove_lora
-from keypaint.finetune.metadata import FinetuneInfo, embedding_header, lora_header, model_fingerprint
 from keypaint.finetune.output import device_name, settings_of, write_new_file
 from keypaint.finetune.samples import Sampler
 from keypaint.finetune.textual_inversion import (
@@ -38,14 +37,15 @@ from keypaint.finetune.textual_inversion import (
     load_vectors_state,
     vectors_state,
 )
+from keypaint.models.adapter_format import FinetuneInfo, embedding_header, lora_header, model_fingerprint
 from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import BUILTIN_ALIASES, keypaint_home, resolve_model
-from keypaint.outputs.infotext import package_version
 from keypaint.training.checkpoint import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
 from keypaint.training.common import Schedule, make_accelerator
 from keypaint.training.latents import encode_latents
 from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 from keypaint.training.unet import snr_weight
+from keypaint.versions import package_version
 
 StepHook = Callable[[int], None]
 

@@ -15,7 +15,6 @@ the folder has), since that is what tells two SD fine-tunes apart.
 
 from __future__ import annotations
 
-import importlib
 import pickle
 import tempfile
 from importlib.metadata import version as package_version
@@ -30,9 +29,9 @@ from keypaint.models.assemble import assemble_pipeline, check_complete
 from keypaint.models.configs import shipped_config
 from keypaint.models.detect import Detected, detect_checkpoint, kind_from_diffusers
 from keypaint.models.hashing import file_sha256
-from keypaint.models.loaded import LoadedModel, ModelKind
+from keypaint.models.loaded import LoadedModel
 from keypaint.models.preflight import CheckedFile, check_model, check_vae
-from keypaint.models.registry import BUILTIN_NAME, is_diffusers_folder, keypaint_home
+from keypaint.models.registry import BuiltinModel, installed_builtin, is_diffusers_folder, keypaint_home
 from keypaint.models.safety import (
     SAFETENSORS_SUFFIX,
     is_pickle,
@@ -55,13 +54,14 @@ _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model
 def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | Path | None = None,
                allow_pickle: bool = False, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, config_dir: Path | None = None,
-               max_bytes: int | None = None) -> LoadedModel:
+               max_bytes: int | None = None, builtin: BuiltinModel | None = None) -> LoadedModel:
     """Load the model `spec` names, offline; ModelError (one line) for anything missing or unsafe.
 
     `vae` replaces the model's VAE with a separate file or diffusers folder. `config_dir` replaces the
     shipped config used to convert a single file (tests use tiny models' saved folders). `max_bytes` caps
     a model's size on disk (default: `preflight.max_model_bytes()`). Everything `check_model` can tell is
     checked first, so a bad file is refused in milliseconds, before it is hashed or read.
+    `builtin`: the built-in model (`keypaint.builtin.MODEL`, handed down from above); None: the installed one.
     """
     home = home or keypaint_home()
     checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
@@ -69,7 +69,7 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     if vae is not None:
         vae_path = check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
     if checked is None:
-        model = _load_builtin(device, dtype)
+        model = _load_builtin(builtin or installed_builtin(), device, dtype)
     elif checked.path.is_dir():
         model = _load_folder(checked.path, home, dtype, allow_pickle)
     else:
@@ -81,18 +81,12 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     return model
 
 
-def _load_builtin(device: torch.device | str, dtype: torch.dtype) -> LoadedModel:
-    try:
-        builtin = importlib.import_module("keypaint.builtin")
-    except ModuleNotFoundError as e:
-        if e.name and not "keypaint.builtin".startswith(e.name):
-            raise  # a dependency of keypaint.builtin is missing: show the real cause
+def _load_builtin(builtin: BuiltinModel | None, device: torch.device | str,
+                  dtype: torch.dtype) -> LoadedModel:
+    if builtin is None:
         raise ModelError("the built-in model is not installed (keypaint.builtin is missing); "
-                         "pass --model with a Stable Diffusion checkpoint instead") from None
-    loaded = builtin.load_builtin(device=device, dtype=dtype)
-    if isinstance(loaded, LoadedModel):
-        return loaded
-    return LoadedModel(name=BUILTIN_NAME, kind=ModelKind.KEYPAINT, pipe=loaded)
+                         "pass --model with a Stable Diffusion checkpoint instead")
+    return builtin.load(device, dtype)
 
 
 def _scratch_dir(home: Path) -> tempfile.TemporaryDirectory[str]:

@@ -7,19 +7,25 @@ loading anything (a safetensors header is enough to tell SD 1.x from SDXL; pickl
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import platformdirs
 
 from keypaint.errors import ModelError
 from keypaint.models.detect import CONV_IN_KEY, detect_kind, kind_from_diffusers
-from keypaint.models.loaded import ModelKind
+from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.models.safety import PICKLE_SUFFIXES, SAFETENSORS_SUFFIX, read_safetensors_header
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
 
 ModelFormat = Literal["diffusers", "safetensors", "pickle", "builtin"]
 BUILTIN_NAME = "keypaint-emoji"
@@ -38,6 +44,39 @@ class ModelEntry:
     kind: ModelKind | None  # None when it cannot be told without loading (pickles, unknown layouts)
     size: int  # bytes on disk (a folder: all its files)
     inpainting: bool | None = None
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """The built-in model as `keypaint.builtin` declares it (`keypaint.builtin.MODEL`).
+
+    models and core never import keypaint.builtin: whoever sits above both hands this value down (the
+    front ends, through Painter.load), so a test hands in a fake and nothing is looked up by name.
+    """
+
+    name: str
+    weights: Path  # its weights folder; the LoRAs shipped with it are in `loras/`
+    load: Callable[[torch.device | str, torch.dtype], LoadedModel]  # (device, dtype) -> the model
+
+    @property
+    def loras(self) -> Path:
+        return self.weights / "loras"
+
+
+def installed_builtin() -> BuiltinModel | None:
+    """`keypaint.builtin.MODEL`, or None when that package is not installed.
+
+    Transitional (issue 17 item 4): the one place below the front ends that looks the built-in model up by
+    name, for callers not yet handed a BuiltinModel (Painter.load, branch issue17-engine).
+    """
+    try:
+        module = importlib.import_module("keypaint.builtin")
+    except ModuleNotFoundError as e:
+        if e.name and not "keypaint.builtin".startswith(e.name):
+            raise  # a dependency of keypaint.builtin is missing: show the real cause
+        return None
+    model: BuiltinModel = module.MODEL
+    return model
 
 
 def keypaint_home() -> Path:

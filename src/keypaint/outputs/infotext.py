@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
 from typing import Any
 
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import SPECS, from_infotext
 from keypaint.errors import InvalidParams
+from keypaint.versions import package_version
 
 # A1111's `re_param_code`: a key, then either a JSON-quoted value or anything up to the next comma.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -199,11 +199,3 @@ def _format(value: InfoValue) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def package_version(package: str) -> str:
-    """The installed version of `package`, or "unknown"; recorded so a picture says what made it."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"

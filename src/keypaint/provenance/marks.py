@@ -15,6 +15,7 @@ from PIL import Image
 from keypaint.provenance import watermark
 from keypaint.provenance.settings import AI_NOTICE, DIGITAL_SOURCE_TYPE, ProvenanceSettings
 from keypaint.provenance.xmp import build_xmp
+from keypaint.versions import package_version
 
 
 @dataclass
@@ -37,8 +38,6 @@ def prepare(
     settings: ProvenanceSettings,
 ) -> PreparedMarks:
     """Mark `image` per `settings`; `metadata` is the picture's JSON (it gains the provenance record)."""
-    from keypaint.outputs.infotext import package_version
-
     version = package_version("keypaint") or "unknown"
     created = metadata.get("created")
     # the recipe that re-makes these pixels (the position in a batch does not change them)

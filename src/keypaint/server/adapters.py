@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from keypaint.core.adapters import (
-    builtin_loras_dir,
     embeddings_dir,
     list_adapter_files,
     loras_dir,
@@ -26,13 +25,13 @@ def lora_list(home: Path | None, model: LoadedModel) -> list[dict[str, Any]]:
 
     When `model` is the built-in one, its own LoRAs (`keypaint-lcm`) follow those of <home>/loras,
     unless one there has the same name."""
-    from keypaint.builtin import NAME
+    from keypaint.builtin import MODEL
 
     out = []
     own = list_adapter_files(loras_dir(home))
     names = {path.stem for path in own}
-    shipped = [] if model.name != NAME else [
-        path for path in list_adapter_files(builtin_loras_dir()) if path.stem not in names
+    shipped = [] if model.name != MODEL.name else [
+        path for path in list_adapter_files(MODEL.loras) if path.stem not in names
     ]
     for path in own + shipped:
         try:

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from keypaint.core.samplers import SPECS, Sampler
 from keypaint.errors import InvalidParams, KeypaintError
-from keypaint.outputs.infotext import package_version, parse_infotext
+from keypaint.outputs.infotext import parse_infotext
 from keypaint.outputs.results import save_generated
 from keypaint.server.adapters import embedding_list, lora_list
 from keypaint.server.config import is_loopback
@@ -40,6 +40,7 @@ from keypaint.server.spec import JobSpec
 from keypaint.server.state import ServerState
 from keypaint.server.styles import STYLES
 from keypaint.server.worker import Outcome
+from keypaint.versions import package_version
 
 
 def sdapi_router(state: ServerState) -> APIRouter:

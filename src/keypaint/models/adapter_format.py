@@ -1,4 +1,4 @@
-"""What a fine-tuned file says about itself, in its safetensors header.
+"""The adapter file format: what a fine-tuned LoRA or embedding says about itself in its safetensors header.
 
 Every file `keypaint finetune` writes carries a `keypaint` JSON string (base model name and hash, token,
 method, steps, images used ...) that the Painter checks before applying it. LoRA files also carry the
