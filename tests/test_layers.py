@@ -40,15 +40,10 @@ CORE_NEVER = {"scorer", "finetune", "builtin", "outputs", "server", "cli"}
 
 # (importing file, imported package): the known edges that break the rule, and the work that removes each.
 KNOWN: dict[tuple[str, str], str] = {
-    # Branch issue17-engine (the Painter is handed its scorer; core is given the built-in weights' location):
-    ("core/painter.py", "scorer"): "issue17-engine: the Painter is handed its scorer",
-    ("core/painter.py", "builtin"): "issue17-engine: core is given the built-in weights' location",
-    ("core/frozen/model.py", "builtin"): "issue17-engine: core is given the built-in weights' location",
-    ("core/frozen/record.py", "builtin"): "issue17-engine: core is given the built-in weights' location",
-    # Issue 17 item 4 (branch issue17-imports), not done yet:
+    # Issue 17 item 4, not done yet:
     ("core/result.py", "outputs"): "GeneratedImage.save: becomes outputs.save_generated_as",
     # The one lookup of keypaint.builtin by name below the front ends (models.registry.installed_builtin),
-    # for callers not yet handed a BuiltinModel: goes when Painter.load is handed one (issue17-engine).
+    # for callers not yet handed a BuiltinModel: goes when Painter.load is handed one.
     ("models/registry.py", "builtin"): "installed_builtin: until Painter.load is handed builtin.MODEL",
     # models and prompts share a layer but import each other: a LoadedModel carries its Vocabulary.
     ("models/loaded.py", "prompts"): "issue 17 item 4, remaining: the vocabulary type moves below both",
