@@ -301,7 +301,7 @@ class Painter:
         scorer = self._scorer
         if scorer is None:
             raise InvalidParams("best_of", "best-of needs a scorer: Painter.load(..., "
-                                "scorer=ShippedScorer(device)) from keypaint.scorer, as --best-of does")
+                                "scorer=keypaint.scorer.ShippedScorer(device)), as --best-of does")
         self._full()  # the candidates are painted by the loaded model (the scorer goes on its device)
         n = params.best_of
         kept: list[GeneratedImage] = []
