@@ -14,7 +14,6 @@ the same pictures, and how often both put the same label first among the prompts
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -26,11 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    x, y = (np.asarray(i.convert("RGB"), dtype=np.float64) for i in (a, b))
-    mse = float(((x - y) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+from keypaint.explain.latent import psnr
 
 
 def paint(weights: Path, prompts: list[str], steps: int, bf16: bool = False) -> list[Image.Image]:

@@ -37,11 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    x, y = (np.asarray(i.convert("RGB"), dtype=np.float64) for i in (a, b))
-    mse = float(((x - y) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+from keypaint.explain.latent import psnr
 
 
 def paint(painter, prompts: list[str], seed: int, **params) -> tuple[list[Image.Image], float]:

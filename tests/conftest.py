@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,3 +28,13 @@ def tiny_sd1():
     from keypaint.models.tiny import tiny_model
 
     return tiny_model(ModelKind.SD1)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """Files written in the test get the permissions a usual umask gives (0644)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +19,6 @@ from keypaint.cli.train_cmd import export_command
 app = typer.Typer()
 app.command("export")(export_command)  # mounted the same way in keypaint.cli.app
 runner = CliRunner()
-
-
-@pytest.fixture
-def umask_022() -> Iterator[None]:
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 @pytest.mark.skipif(not weights_present(), reason="built-in weights not trained yet")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from keypaint.errors import ModelError
@@ -93,7 +94,7 @@ class Vocabulary:
     def __contains__(self, word: object) -> bool:
         return isinstance(word, str) and _key(word) in self.related
 
-    @property
+    @cached_property
     def known(self) -> frozenset[str]:
         """Every label and tag, normalised: keywords the model was trained with, never matched by meaning."""
         return frozenset(self.related) | frozenset(_key(t) for tags in self.related.values() for t in tags)
