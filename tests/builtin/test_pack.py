@@ -64,8 +64,8 @@ def test_compact_part_replaces_plain_files_and_keeps_their_hash(tmp_path: Path) 
     from diffusers import AutoencoderKL
 
     from keypaint.builtin import load_part, part_sha256
+    from keypaint.models.checkpoint_files import read_safetensors_header
     from keypaint.models.compact import FILENAME, SOURCE_KEY
-    from keypaint.models.safety import read_safetensors_header
 
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,

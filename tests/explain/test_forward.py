@@ -11,8 +11,8 @@ from PIL import Image
 
 from keypaint.core.painter import Painter
 from keypaint.errors import InvalidParams
+from keypaint.explain.figures import encode_image
 from keypaint.explain.forward import forward_chain, save_forward
-from keypaint.explain.images import encode_image
 from keypaint.explain.reverse import base_scheduler_config
 
 

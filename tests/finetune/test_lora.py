@@ -17,9 +17,9 @@ from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.errors import ModelError
 from keypaint.finetune import FinetuneConfig, FinetuneError, FinetuneInfo, Method
 from keypaint.finetune.train import finetune
+from keypaint.models.checkpoint_files import read_safetensors_header
 from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import ModelKind
-from keypaint.models.safety import read_safetensors_header
 from keypaint.training.checkpoint import latest_checkpoint, read_checkpoint
 
 

@@ -17,8 +17,8 @@ from keypaint.errors import ModelError
 from keypaint.finetune import FinetuneConfig, FinetuneInfo, Method
 from keypaint.finetune.textual_inversion import initial_vectors
 from keypaint.finetune.train import finetune
+from keypaint.models.checkpoint_files import read_safetensors_header
 from keypaint.models.loader import load_model
-from keypaint.models.safety import read_safetensors_header
 
 
 def config(home: Path, pictures: Path, **changes: object) -> FinetuneConfig:

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from keypaint.errors import ModelError
+from keypaint.models.checkpoint_files import read_safetensors_header
 from keypaint.models.detect import detect_checkpoint
 from keypaint.models.loaded import ModelKind
 from keypaint.models.loader import load_model
-from keypaint.models.safety import read_safetensors_header
 
 from .conftest import TinyFiles
 from .ldm_layout import pipeline_to_ldm

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from keypaint.errors import ModelError
+from keypaint.models.checkpoint_files import read_safetensors_header
 from keypaint.models.loaded import ModelKind
 from keypaint.models.loader import load_model
 from keypaint.models.preflight import DEFAULT_MAX_MODEL_GB, check_model, max_model_bytes
-from keypaint.models.safety import read_safetensors_header
 
 from .conftest import TinyFiles
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from keypaint.server.config import ServerConfig
-from keypaint.server.store import Store
+from keypaint.server.job_store import JobStore
 from tests.server.conftest import FAST, wait_for, wait_job
 
 LONG = {"keywords": ["slow"], "steps": 1000, "width": 64, "height": 64}
@@ -55,14 +55,14 @@ def test_restart_keeps_queue_and_gallery(serve, config: ServerConfig) -> None:  
 
 
 def test_store_settles_what_a_crash_left(tmp_path: Path) -> None:
-    store = Store(tmp_path / "jobs.sqlite3")
+    store = JobStore(tmp_path / "jobs.sqlite3")
     running = store.add_job("job", {"prompt": "a"}, max_queue=9)
     waiting = store.add_job("job", {"prompt": "b"}, max_queue=9)
     orphan = store.add_job("sdapi", {"prompt": "c"}, max_queue=9)
     assert store.start(running.id)
     store.close()  # as a kill leaves it: one running, two queued
 
-    reopened = Store(tmp_path / "jobs.sqlite3")
+    reopened = JobStore(tmp_path / "jobs.sqlite3")
     assert reopened.recovered == 2
     assert reopened.get_job(running.id).status == "failed"  # type: ignore[union-attr]
     assert reopened.get_job(waiting.id).status == "queued"  # type: ignore[union-attr]

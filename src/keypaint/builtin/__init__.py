@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
     from diffusers import ModelMixin
 
-    from keypaint.core.frozen.bundle import BuiltinFiles
+    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
 
     M = TypeVar("M", bound=ModelMixin)
 
@@ -42,7 +42,7 @@ def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
 def builtin_files() -> BuiltinFiles | None:
     """Where the built-in model's files are, for a Painter's frozen path; None when they are not installed."""
     from keypaint.builtin.text_encoder import text_encoder_dir
-    from keypaint.core.frozen.bundle import BuiltinFiles
+    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
 
     if not weights_present():
         return None
@@ -145,7 +145,7 @@ def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype | None =
 
 def _sources(unet: Path) -> tuple[str, ...]:
     """The hash of the fp16 U-Net a compact U-Net was made from: LoRAs trained on that one fit it too."""
-    from keypaint.models.safety import read_safetensors_header
+    from keypaint.models.checkpoint_files import read_safetensors_header
 
     if not (unet / COMPACT).is_file():
         return ()

@@ -137,8 +137,8 @@ def pack_lcm(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
 
     from keypaint.builtin import NAME, unet_hashes
     from keypaint.models.adapter_format import BASE_VERSION, FinetuneInfo
+    from keypaint.models.checkpoint_files import read_safetensors_header
     from keypaint.models.loaded import ModelKind
-    from keypaint.models.safety import read_safetensors_header
 
     source = run / "lcm_lora.safetensors"
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keypaint.cli.errors import user_errors
-from keypaint.cli.images import parse_size, read_image
+from keypaint.cli.inputs import parse_size, read_image
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
@@ -75,7 +75,7 @@ def _params(keywords: list[str], negative: list[str] | None, steps: int, sampler
 
 
 def _out(path: Path, suffixes: tuple[str, ...] | None = (".png", ".webp"), what: str = "--out") -> Path:
-    from keypaint.explain.images import prepare_output
+    from keypaint.explain.figures import prepare_output
 
     return prepare_output(path, suffixes, what)
 
@@ -168,7 +168,7 @@ def reverse_command(
     model: Model = None, device: Device = "auto", dtype: Dtype = "auto", home: Home = None,
 ) -> None:
     """Record a generation: decoded x_t, predicted x_0 and predicted noise at every step."""
-    from keypaint.explain.images import ANIMATION_SUFFIXES
+    from keypaint.explain.figures import ANIMATION_SUFFIXES
     from keypaint.explain.reverse import record_reverse, save_reverse
 
     params = _params(keywords, negative, steps, sampler, cfg, seed, size)

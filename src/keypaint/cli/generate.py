@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keypaint.cli.errors import option_names, stderr, user_errors
-from keypaint.cli.images import parse_size, read_image
+from keypaint.cli.inputs import parse_size, read_image
 from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
 from keypaint.core.params import GenerationParams, Limits, LoraRef, join_keywords
@@ -119,7 +119,7 @@ def generate_command(
     ] = None,
 ) -> None:
     """Make pictures from keywords and save them with their parameters."""
-    from keypaint.outputs.store import check_format, check_writable, output_dir
+    from keypaint.outputs.saving import check_format, check_writable, output_dir
     from keypaint.provenance.settings import ProvenanceSettings
 
     limits = Limits(max_pixels=max_pixels)

@@ -23,10 +23,10 @@ from pathlib import Path
 from keypaint.core.params import GenerationParams, LoraRef, check_lora
 from keypaint.errors import InvalidParams, ModelError
 from keypaint.models.adapter_format import FinetuneInfo, kind_of_base_version, model_fingerprint
+from keypaint.models.checkpoint_files import SafetensorsHeader, load_safetensors, read_safetensors_header
 from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import installed_builtin, keypaint_home
-from keypaint.models.safety import SafetensorsHeader, load_safetensors, read_safetensors_header
 from keypaint.prompts.embeddings import TextualInversion, mentioned
 
 LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from keypaint.core.adapters import Adapters
     from keypaint.core.engine import StepReport, StopCheck
-    from keypaint.core.frozen.bundle import BuiltinFiles
-    from keypaint.core.frozen.record import BundleRecorder
+    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
+    from keypaint.core.onnx_coldstart.record import BundleRecorder
     from keypaint.core.params import GenerationParams
     from keypaint.core.pipeline_run import PipelineRun
     from keypaint.models.loaded import LoadedModel
@@ -101,7 +101,7 @@ class DiffusersEngine:
                 and job.plain_prompt and not params.loras):
             return
         if self._recorder is None:
-            from keypaint.core.frozen.record import BundleRecorder
+            from keypaint.core.onnx_coldstart.record import BundleRecorder
             from keypaint.core.speed.artefacts import default_cache_dir
 
             source, builtin = run.model.source, self.builtin

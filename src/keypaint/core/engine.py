@@ -1,9 +1,9 @@
 """`Engine`: what runs a request's batches for a `Painter`, whichever machinery paints.
 
 Two engines implement it: `DiffusersEngine` (core.diffusers_engine: the loaded model through diffusers'
-pipelines) and `FrozenEngine` (core.frozen.engine: the built-in model's frozen bundle with ONNX Runtime and
-numpy, no PyTorch). The Painter asks its engines in turn to `prepare` a request, then runs the batches of
-the first one that covers it, without knowing which one it is.
+pipelines) and `ColdStartEngine` (core.onnx_coldstart.engine: the built-in model's frozen ONNX bundle,
+painted with ONNX Runtime and numpy, no PyTorch). The Painter asks its engines in turn to `prepare` a
+request, then runs the batches of the first one that covers it, without knowing which one it is.
 """
 
 from __future__ import annotations

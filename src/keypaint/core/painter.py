@@ -7,7 +7,7 @@ chunking) and with noise drawn on the CPU from the seed, so that a seed means th
 machine. Whoever builds the Painter hands it its best-of scorer and the built-in model's files.
 
 With `SpeedOptions(fast=True, frozen=True)` on a CPU, the built-in model starts from its frozen bundle
-(`keypaint.core.frozen`): the same pictures from ONNX Runtime and numpy, without importing PyTorch or
+(`keypaint.core.onnx_coldstart`): the same pictures from ONNX Runtime and numpy, without importing PyTorch or
 diffusers. A request the bundle does not cover (a LoRA, img2img, a new size or sampler) loads the full
 model then, and that run adds what it used to the bundle for the next process.
 """
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from keypaint.core.adapters import Adapters, Plan
     from keypaint.core.diffusers_engine import DiffusersEngine
     from keypaint.core.engine import Engine, Job
-    from keypaint.core.frozen.bundle import BuiltinFiles
-    from keypaint.core.frozen.model import FrozenModel
+    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
+    from keypaint.core.onnx_coldstart.model import ColdStartModel
     from keypaint.core.speed import Accelerated
     from keypaint.models.loaded import LoadedModel
     from keypaint.provenance.policy import ContentPolicy
@@ -74,7 +74,7 @@ class Painter:
         policy: ContentPolicy | None = None,  # blocked keywords, refused in resolve before any compute
         speed: SpeedOptions | None = None,  # fast path, approximate speed-ups, low memory (core.speed)
         home: Path | None = None,  # where LoRAs and embeddings named without a path are found
-        frozen: FrozenModel | None = None,  # the built-in model's frozen bundle (CPU fast path)
+        frozen: ColdStartModel | None = None,  # the built-in model's frozen bundle (CPU fast path)
         loader: Callable[[], LoadedModel] | None = None,  # makes the full model on first need
         device: str | None = None,  # the device `loader` will load onto (None: auto), for `plan`
         builtin: BuiltinFiles | None = None,  # the built-in model's files: its fast-path runs feed `frozen`
@@ -94,9 +94,9 @@ class Painter:
         # the engines asked in turn to cover a request: the frozen bundle's until the full model loads
         self._engines: list[Engine[Any]] = []
         if frozen is not None:
-            from keypaint.core.frozen.engine import FrozenEngine
+            from keypaint.core.onnx_coldstart.engine import ColdStartEngine
 
-            self._engines.append(FrozenEngine(frozen))
+            self._engines.append(ColdStartEngine(frozen))
         self._scorer = scorer
         if model is not None:
             self._attach(model)
@@ -173,7 +173,7 @@ class Painter:
 
         frozen = None
         if model is None and vae is None and speed is not None and speed.frozen:
-            from keypaint.core.frozen.model import open_builtin
+            from keypaint.core.onnx_coldstart.model import open_builtin
 
             frozen = open_builtin(speed, home, device, dtype, builtin)
         painter = cls(None, limits=limits, scorer=scorer, policy=policy, home=home, speed=speed,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from keypaint.core.frozen.noise import torch_randn
+from keypaint.core.onnx_coldstart.noise import torch_randn
 
 if TYPE_CHECKING:
     import torch

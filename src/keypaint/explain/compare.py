@@ -14,7 +14,7 @@ from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
-from keypaint.explain.images import save_grid
+from keypaint.explain.figures import save_grid
 
 DEFAULT_SAMPLERS = (Sampler.DDPM, Sampler.DDIM, Sampler.DPMPP_2M)
 DEFAULT_STEP_COUNTS = (5, 10, 20, 50)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from keypaint.core.sampling_math import closed_form, cpu_generators, start_noise
-from keypaint.explain.images import (
+from keypaint.explain.figures import (
     decode_latents,
     encode_image,
     latent_view,

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from keypaint.explain.images import decode_latents, encode_image, latent_view, save_grid
+from keypaint.explain.figures import decode_latents, encode_image, latent_view, save_grid
 from keypaint.models.loaded import LoadedModel
 
 

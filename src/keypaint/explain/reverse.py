@@ -21,7 +21,7 @@ from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import make_scheduler
 from keypaint.core.sampling_math import cpu_generators, guide_batch, split_prediction, start_noise
 from keypaint.errors import InvalidParams
-from keypaint.explain.images import (
+from keypaint.explain.figures import (
     decode_latents,
     latent_view,
     save_animation,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from keypaint.core.sampling_math import closed_form as closed_form  # q(x_t | x_0), re-exported
 from keypaint.errors import InvalidParams
-from keypaint.explain.images import save_figure
+from keypaint.explain.figures import save_figure
 
 # The schedules people meet, as DDPMScheduler configs over T = 1000 steps.
 SCHEDULES: dict[str, dict[str, Any]] = {

@@ -14,7 +14,7 @@ from keypaint.models.adapter_format import FinetuneInfo
 from keypaint.models.loaded import LoadedModel
 
 
-class Sampler:
+class SamplePainter:
     """Paints the sample prompt with the weights as they are at a step, into RUN/samples."""
 
     def __init__(

@@ -30,7 +30,7 @@ from keypaint.finetune.data import ImageSet, read_images
 from keypaint.finetune.dreambooth import class_caption, class_pictures, make_class_pictures
 from keypaint.finetune.lora import ADAPTER, add_lora, kohya_state, load_lora_state, lora_state, remove_lora
 from keypaint.finetune.output import device_name, settings_of, write_new_file
-from keypaint.finetune.samples import Sampler
+from keypaint.finetune.samples import SamplePainter
 from keypaint.finetune.textual_inversion import (
     embedding_tensors,
     initial_vectors,
@@ -230,7 +230,7 @@ def finetune(
             resume=ckpt,
         )
         samples: list[Path] = []
-        sampler = Sampler(model, cfg, run_dir, fingerprint, captions[0])
+        sampler = SamplePainter(model, cfg, run_dir, fingerprint, captions[0])
         batch = cfg.batch_size
 
         def step(index: int) -> StepResult:

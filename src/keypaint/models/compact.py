@@ -91,7 +91,7 @@ def save_compact(state: Mapping[str, torch.Tensor], path: Path, metadata: Mappin
 
 def is_compact(path: Path) -> bool:
     """Whether `path` is a safetensors file whose header names the compact format."""
-    from keypaint.models.safety import read_safetensors_header
+    from keypaint.models.checkpoint_files import read_safetensors_header
 
     try:
         return read_safetensors_header(path).metadata.get("format") == FORMAT

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import yaml
 
 from keypaint.errors import ModelError
+from keypaint.models.checkpoint_files import SafetensorsHeader
 from keypaint.models.loaded import ModelKind
-from keypaint.models.safety import SafetensorsHeader
 
 PredictionType = Literal["epsilon", "v_prediction"]
 

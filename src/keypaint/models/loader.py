@@ -26,13 +26,7 @@ from packaging.version import Version
 
 from keypaint.errors import ModelError
 from keypaint.models.assemble import assemble_pipeline, check_complete
-from keypaint.models.configs import shipped_config
-from keypaint.models.detect import Detected, detect_checkpoint, kind_from_diffusers
-from keypaint.models.hashing import file_sha256
-from keypaint.models.loaded import LoadedModel
-from keypaint.models.preflight import CheckedFile, check_model, check_vae
-from keypaint.models.registry import BuiltinModel, installed_builtin, is_diffusers_folder, keypaint_home
-from keypaint.models.safety import (
+from keypaint.models.checkpoint_files import (
     SAFETENSORS_SUFFIX,
     is_pickle,
     load_safetensors,
@@ -41,6 +35,12 @@ from keypaint.models.safety import (
     refuse_pickle,
     unpickling_refusal,
 )
+from keypaint.models.configs import shipped_config
+from keypaint.models.detect import Detected, detect_checkpoint, kind_from_diffusers
+from keypaint.models.hashing import file_sha256
+from keypaint.models.loaded import LoadedModel
+from keypaint.models.preflight import CheckedFile, check_model, check_vae
+from keypaint.models.registry import BuiltinModel, installed_builtin, is_diffusers_folder, keypaint_home
 from keypaint.models.single_file import has_vae, pipeline_from_checkpoint, vae_like
 from keypaint.prompts.vocabulary import Vocabulary
 

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keypaint.errors import ModelError
-from keypaint.models.detect import UNET_PREFIX, Detected, detect_checkpoint
-from keypaint.models.registry import BUILTIN_ALIASES, is_diffusers_folder, keypaint_home, resolve_model
-from keypaint.models.safety import (
+from keypaint.models.checkpoint_files import (
     PICKLE_SUFFIXES,
     SAFETENSORS_SUFFIX,
     PickleRefused,
     SafetensorsHeader,
     read_safetensors_header,
 )
+from keypaint.models.detect import UNET_PREFIX, Detected, detect_checkpoint
+from keypaint.models.registry import BUILTIN_ALIASES, is_diffusers_folder, keypaint_home, resolve_model
 
 MAX_MODEL_GB_ENV = "KEYPAINT_MAX_MODEL_GB"
 DEFAULT_MAX_MODEL_GB = 32.0  # an SDXL checkpoint in fp32 with EMA weights is about 14 GB

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Literal
 import platformdirs
 
 from keypaint.errors import ModelError
+from keypaint.models.checkpoint_files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIX, read_safetensors_header
 from keypaint.models.detect import CONV_IN_KEY, detect_kind, kind_from_diffusers
 from keypaint.models.loaded import LoadedModel, ModelKind
-from keypaint.models.safety import PICKLE_SUFFIXES, SAFETENSORS_SUFFIX, read_safetensors_header
 
 if TYPE_CHECKING:
     from collections.abc import Callable

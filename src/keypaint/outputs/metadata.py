@@ -3,7 +3,7 @@
 The JSON (`reproduction_metadata`) holds this picture's own request, the model and the software that made
 it; `read_metadata` finds it and A1111's infotext in a PNG's text chunks or a JPEG's/WebP's EXIF and XMP,
 and `params_from_metadata` turns either back into `GenerationParams` (`keypaint generate --from IMAGE`).
-`outputs.store` writes them.
+`outputs.saving` writes them.
 """
 
 from __future__ import annotations

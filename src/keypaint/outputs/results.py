@@ -12,7 +12,7 @@ from keypaint.core.painter import GeneratedImage
 from keypaint.outputs.files import write_new, write_numbered
 from keypaint.outputs.infotext import build_infotext
 from keypaint.outputs.metadata import reproduction_metadata
-from keypaint.outputs.store import EXTENSIONS, ImageFormat, check_format, encode_image, format_of
+from keypaint.outputs.saving import EXTENSIONS, ImageFormat, check_format, encode_image, format_of
 from keypaint.provenance.settings import ProvenanceSettings
 
 

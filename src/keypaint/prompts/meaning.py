@@ -118,7 +118,7 @@ class MeaningIndex:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        from keypaint.models.safety import read_safetensors_header
+        from keypaint.models.checkpoint_files import read_safetensors_header
 
         meta = read_safetensors_header(path).metadata
         if meta.get("format") != FORMAT:

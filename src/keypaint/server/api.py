@@ -24,11 +24,11 @@ from keypaint.errors import InvalidParams
 from keypaint.prompts.parser import keywords as split_keywords
 from keypaint.server.errors import FieldError
 from keypaint.server.fields import Float, Int, Text
-from keypaint.server.images import b64
+from keypaint.server.job_store import FINISHED, ImageRecord, JobRecord
 from keypaint.server.spec import JobSpec
 from keypaint.server.state import ServerState
-from keypaint.server.store import FINISHED, ImageRecord, JobRecord
 from keypaint.server.styles import STYLES, apply_style
+from keypaint.server.uploads import b64
 
 
 class LoraField(BaseModel):

@@ -13,16 +13,16 @@ from fastapi.staticfiles import StaticFiles
 
 from keypaint.core.painter import Painter
 from keypaint.outputs.leftovers import remove_stale_leftovers
-from keypaint.outputs.store import check_writable
+from keypaint.outputs.saving import check_writable
 from keypaint.server.api import job_router
 from keypaint.server.config import ServerConfig
 from keypaint.server.errors import install
 from keypaint.server.explain_routes import explain_router
+from keypaint.server.job_store import JobStore
 from keypaint.server.models import ModelHost, PainterFactory
 from keypaint.server.sdapi import sdapi_router
 from keypaint.server.security import Guard
 from keypaint.server.state import ServerState
-from keypaint.server.store import Store
 from keypaint.server.verify import find_verifier, verify_router
 from keypaint.server.worker import Worker
 
@@ -52,7 +52,7 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
     remove_stale_leftovers(config.out)  # temporary files of saves a killed server never finished
     factory = factory or default_factory(config)
     painter = painter or factory(config.model)
-    store = Store(config.db_path)
+    store = JobStore(config.db_path)
     host = ModelHost(factory, painter, home=config.home, allow_pickle=config.allow_pickle,
                      max_model_bytes=config.max_model_bytes)
     worker = Worker(store, host, config)

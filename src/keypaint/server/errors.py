@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from keypaint.errors import InvalidParams, KeypaintError
-from keypaint.server.store import QueueFull
+from keypaint.server.job_store import QueueFull
 
 
 class FieldError(InvalidParams):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from keypaint.core.painter import Painter
 from keypaint.errors import ModelError
+from keypaint.models.checkpoint_files import PickleRefused
 from keypaint.models.preflight import check_model
 from keypaint.models.registry import BUILTIN_ALIASES, BUILTIN_NAME, list_models
-from keypaint.models.safety import PickleRefused
 
 PainterFactory = Callable[[str | None], Painter]
 

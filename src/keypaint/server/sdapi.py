@@ -25,10 +25,9 @@ from keypaint.core.samplers import SPECS, Sampler
 from keypaint.errors import InvalidParams, KeypaintError
 from keypaint.outputs.infotext import parse_infotext
 from keypaint.outputs.results import save_generated
-from keypaint.server.adapters import embedding_list, lora_list
+from keypaint.server.adapter_lists import embedding_list, lora_list
 from keypaint.server.config import is_loopback
 from keypaint.server.errors import FieldError
-from keypaint.server.images import b64, png_bytes
 from keypaint.server.sdapi_models import (
     A1111_NAMES,
     SCHEDULERS,
@@ -39,6 +38,7 @@ from keypaint.server.sdapi_models import (
 from keypaint.server.spec import JobSpec
 from keypaint.server.state import ServerState
 from keypaint.server.styles import STYLES
+from keypaint.server.uploads import b64, png_bytes
 from keypaint.server.worker import Outcome
 from keypaint.versions import package_version
 

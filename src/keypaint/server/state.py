@@ -9,17 +9,17 @@ from PIL import Image
 from keypaint.errors import InvalidParams, KeypaintError
 from keypaint.server.config import ServerConfig
 from keypaint.server.errors import rename
-from keypaint.server.images import decode_upload
+from keypaint.server.job_store import JobStore
 from keypaint.server.models import ModelHost
 from keypaint.server.spec import JobSpec, check_spec
-from keypaint.server.store import Store
+from keypaint.server.uploads import decode_upload
 from keypaint.server.worker import Worker
 
 
 @dataclass
 class ServerState:
     config: ServerConfig
-    store: Store
+    store: JobStore
     host: ModelHost
     worker: Worker
 

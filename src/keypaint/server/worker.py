@@ -24,12 +24,12 @@ from keypaint.core.params import GenerationParams
 from keypaint.core.sizes import paints_native_for_a1111, size_warning, upscaled
 from keypaint.errors import Cancelled, KeypaintError
 from keypaint.outputs.results import infotext_for, metadata_for, save_generated
-from keypaint.outputs.store import output_dir
+from keypaint.outputs.saving import output_dir
 from keypaint.server.config import ServerConfig
-from keypaint.server.images import open_picture, preview_png
+from keypaint.server.job_store import JobKind, JobRecord, JobStatus, JobStore
 from keypaint.server.models import ModelHost
 from keypaint.server.spec import JobSpec
-from keypaint.server.store import JobKind, JobRecord, JobStatus, Store
+from keypaint.server.uploads import open_picture, preview_png
 
 log = logging.getLogger("keypaint.server")
 
@@ -70,7 +70,7 @@ class Outcome:
 class Worker:
     """Owns the queue's consumer thread and the state the HTTP side reads."""
 
-    def __init__(self, store: Store, host: ModelHost, config: ServerConfig) -> None:
+    def __init__(self, store: JobStore, host: ModelHost, config: ServerConfig) -> None:
         self.store = store
         self.host = host
         self.config = config

@@ -1,4 +1,4 @@
-"""`FrozenEngine`: the `Engine` that paints from the built-in model's frozen bundle (no PyTorch)."""
+"""`ColdStartEngine`: the `Engine` that paints from the built-in model's frozen bundle (no PyTorch)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from keypaint.core.engine import StepReport, StopCheck
-    from keypaint.core.frozen.model import FrozenJob, FrozenModel
+    from keypaint.core.onnx_coldstart.model import ColdStartModel, FrozenJob
     from keypaint.core.params import GenerationParams
 
 
@@ -25,13 +25,13 @@ class FrozenRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class FrozenEngine:
-    """Runs covered requests through a `FrozenModel`: fp32 on the CPU."""
+class ColdStartEngine:
+    """Runs covered requests through a `ColdStartModel`: fp32 on the CPU."""
 
     device = "cpu"
     dtype = "fp32"
 
-    def __init__(self, model: FrozenModel) -> None:
+    def __init__(self, model: ColdStartModel) -> None:
         self.model = model
 
     @property

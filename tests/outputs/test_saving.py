@@ -27,7 +27,7 @@ from keypaint.outputs.metadata import (
     read_metadata,
     reproduction_metadata,
 )
-from keypaint.outputs.store import check_writable, output_dir, save_image
+from keypaint.outputs.saving import check_writable, output_dir, save_image
 
 A1111_INFOTEXT = (
     "(colorful:1.3),\ndreamlike fantasy landscape\nNegative prompt: (worst quality:1.4)\n"

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from keypaint.errors import ModelError
+from keypaint.models.checkpoint_files import read_safetensors_header
 from keypaint.models.loaded import ModelKind
 from keypaint.models.loader import load_model
 from keypaint.models.registry import keypaint_home
-from keypaint.models.safety import read_safetensors_header
 
 from .conftest import TinyFiles
 from .ldm_layout import pipeline_to_ldm

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from keypaint.builtin import builtin_files
-from keypaint.core.frozen.bundle import MANIFEST
-from keypaint.core.frozen.record import BundleRecorder
+from keypaint.core.onnx_coldstart.bundle import MANIFEST
+from keypaint.core.onnx_coldstart.record import BundleRecorder
 from keypaint.core.painter import GeneratedImage, Painter, StepEvent
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
@@ -175,14 +175,14 @@ def test_both_engines_paint_a_request_through_one_interface(
 
     from keypaint.core.diffusers_engine import DiffusersEngine
     from keypaint.core.engine import Engine, Job
-    from keypaint.core.frozen.engine import FrozenEngine
+    from keypaint.core.onnx_coldstart.engine import ColdStartEngine
 
     frozen_painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
     full_speed = SpeedOptions(fast=True, cache_dir=cache, threads=1)
     full_painter = Painter.load(device="cpu", builtin=BUILTIN, speed=full_speed)
     [frozen] = frozen_painter.engines
     [full] = full_painter.engines
-    assert isinstance(frozen, FrozenEngine) and isinstance(full, DiffusersEngine)
+    assert isinstance(frozen, ColdStartEngine) and isinstance(full, DiffusersEngine)
     for engine, painter in ((frozen, frozen_painter), (full, full_painter)):
         assert isinstance(engine, Engine)
         job = engine.prepare(painter.resolve(PARAMS))

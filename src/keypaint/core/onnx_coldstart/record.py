@@ -3,7 +3,7 @@
 After the Painter runs the built-in model on the CPU fast path, `BundleRecorder` adds what the run used to
 the bundle: the text encoder exported once, the tokenizer file, the ONNX graphs of the run's shapes
 (already exported by the fast path, named here), and the sampler's linear plan read off diffusers'
-scheduler (`probe_plan`). A later process can then paint the same request with `FrozenModel`.
+scheduler (`probe_plan`). A later process can then paint the same request with `ColdStartModel`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from keypaint.core.frozen.bundle import Manifest, bundle_dir, model_digest, read_manifest, shape_key
-from keypaint.core.frozen.model import TEXT_ENCODER, TOKENIZER
-from keypaint.core.frozen.plan import SamplerPlan, plan_key
+from keypaint.core.onnx_coldstart.bundle import Manifest, bundle_dir, model_digest, read_manifest, shape_key
+from keypaint.core.onnx_coldstart.model import TEXT_ENCODER, TOKENIZER
+from keypaint.core.onnx_coldstart.plan import SamplerPlan, plan_key
 from keypaint.core.samplers import SPECS, Sampler, make_scheduler
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class BundleRecorder:
                 manifest.plans[key] = plan.to_json()
         if json.dumps(manifest.to_json(), sort_keys=True) == before:
             return False
-        from keypaint.core.frozen.bundle import write_manifest
+        from keypaint.core.onnx_coldstart.bundle import write_manifest
 
         write_manifest(folder, manifest)
         return True

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from keypaint.builtin import WEIGHTS_DIR
-from keypaint.core.frozen.plan import SamplerPlan
-from keypaint.core.frozen.record import probe_plan
+from keypaint.core.onnx_coldstart.plan import SamplerPlan
+from keypaint.core.onnx_coldstart.record import probe_plan
 from keypaint.core.samplers import Sampler, make_scheduler
 
 CONFIG = json.loads((WEIGHTS_DIR / "scheduler" / "scheduler_config.json").read_text())

@@ -92,7 +92,7 @@ class ImageRecord:
     created: float
 
 
-class Store:
+class JobStore:
     """Thread-safe access to the server's SQLite file (one connection, one lock: writes are tiny)."""
 
     def __init__(self, path: Path) -> None:

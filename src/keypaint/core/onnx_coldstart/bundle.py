@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keypaint.core.frozen.plan import SamplerPlan, plan_key
+from keypaint.core.onnx_coldstart.plan import SamplerPlan, plan_key
 
 FORMAT = "keypaint-frozen/1"
 MANIFEST = "bundle.json"

@@ -1,4 +1,4 @@
-"""`FrozenModel`: the built-in model painted from its frozen bundle with ONNX Runtime and numpy alone.
+"""`ColdStartModel`: the built-in model painted from its frozen bundle with ONNX Runtime and numpy alone.
 
 Same steps, same numbers as the diffusers pipeline on the CPU fast path: keypaint's chunked prompt
 encoding (A1111 emphasis), x_T from the seed as PyTorch draws it (`noise`), classifier-free guidance as
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from keypaint.core.frozen.bundle import (
+from keypaint.core.onnx_coldstart.bundle import (
     BuiltinFiles,
     Manifest,
     bundle_dir,
@@ -27,7 +27,7 @@ from keypaint.core.frozen.bundle import (
     read_manifest,
     shape_key,
 )
-from keypaint.core.frozen.plan import SamplerPlan
+from keypaint.core.onnx_coldstart.plan import SamplerPlan
 from keypaint.core.sampling_math import guide_batch, start_noise_numpy
 from keypaint.core.speed.options import Offload
 from keypaint.core.speed.sessions import open_session
@@ -84,7 +84,7 @@ class FrozenJob:
     latent_shape: tuple[int, int, int]
 
 
-class FrozenModel:
+class ColdStartModel:
     """A built-in model's frozen bundle, opened; graphs load on first use."""
 
     def __init__(self, folder: Path, manifest: Manifest, vocabulary: Vocabulary | None,
@@ -98,7 +98,7 @@ class FrozenModel:
 
     @classmethod
     def open(cls, cache_dir: Path, weights: Path, text_encoder: Path, threads: int | None
-             ) -> FrozenModel | None:
+             ) -> ColdStartModel | None:
         """The bundle of these model files, if a fast-path run wrote one; None otherwise."""
         folder = bundle_dir(cache_dir, model_digest(weights, text_encoder))
         manifest = read_manifest(folder)
@@ -247,7 +247,7 @@ def frozen_fits(device: str | None, dtype: str | None) -> bool:
 
 
 def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dtype: str | None,
-                 builtin: BuiltinFiles | None) -> FrozenModel | None:
+                 builtin: BuiltinFiles | None) -> ColdStartModel | None:
     """The built-in model's frozen bundle (its files at `builtin`, None when it is not installed), when
     `speed` asks for the frozen CPU path and one exists."""
     if builtin is None or not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
@@ -261,4 +261,4 @@ def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dty
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     cache = speed.cache_dir or default_cache_dir(home)
-    return FrozenModel.open(cache, builtin.weights, builtin.text_encoder, speed.threads)
+    return ColdStartModel.open(cache, builtin.weights, builtin.text_encoder, speed.threads)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from keypaint.core.frozen.noise import torch_randn
+from keypaint.core.onnx_coldstart.noise import torch_randn
 
 
 @pytest.mark.parametrize(
