@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from keypaint.builtin import WEIGHTS_DIR
-    from keypaint.prompts.vocabulary import Vocabulary
+    from keypaint.keywords.vocabulary import Vocabulary
     from keypaint.scorer.model import Scorer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))

@@ -15,9 +15,9 @@ from keypaint.builtin.architecture import SIZES, build_scheduler, build_unet, bu
 from keypaint.builtin.export import export_model
 from keypaint.builtin.text_encoder import CONTEXT_DIM, MAX_TOKENS, load_text_encoder
 from keypaint.errors import ModelError, OutputError
+from keypaint.keywords.vocabulary import Vocabulary
 from keypaint.models.loaded import ModelKind
 from keypaint.models.loader import load_model
-from keypaint.prompts.vocabulary import Vocabulary
 
 shipped = pytest.mark.skipif(not weights_present(), reason="built-in weights not trained yet")
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from keypaint.builtin.pack import pack_vocabulary
 from keypaint.errors import ModelError
-from keypaint.prompts.vocabulary import Vocabulary
+from keypaint.keywords.vocabulary import Vocabulary
 
 ROWS = [
     {"file_name": "noto_1f34e.png", "text": "red apple, apple, fruit, noto style", "label": "red apple",

@@ -193,9 +193,9 @@ def test_step_events_carry_the_x0_estimate_which_ends_at_the_picture(
 
 
 def test_known_keywords_are_expanded_recorded_and_can_be_turned_off() -> None:
+    from keypaint.keywords.vocabulary import Vocabulary
     from keypaint.outputs.infotext import params_from_infotext
     from keypaint.outputs.results import infotext_for
-    from keypaint.prompts.vocabulary import Vocabulary
 
     model = tiny_model(ModelKind.SD1)
     model.vocabulary = Vocabulary.from_pairs([("red apple", ["fruit", "ripe"])])

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from keypaint.errors import ModelError
+from keypaint.keywords.vocabulary import FILENAME as VOCABULARY
+from keypaint.keywords.vocabulary import Vocabulary
 from keypaint.models.compact import FILENAME as COMPACT
 from keypaint.models.compact import SOURCE_KEY
 from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.models.registry import BuiltinModel
-from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
-from keypaint.prompts.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     import torch

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from keypaint.errors import OutputError
+from keypaint.keywords.meaning import FILENAME as MEANING
+from keypaint.keywords.vocabulary import FILENAME as VOCABULARY
 from keypaint.models.loaded import LoadedModel
-from keypaint.prompts.meaning import FILENAME as MEANING
-from keypaint.prompts.vocabulary import FILENAME as VOCABULARY
 
 
 def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,

@@ -6,8 +6,8 @@ them) into `keypaint/builtin/weights/`, checks the size budget (U-Net + VAE <= 3
 
 - `compact FOLDER ...`: a folder of plain weights made compact (`keypaint.models.compact`): the scorer's;
 - `vocabulary DATA/train [DEST]`: the keyword vocabulary (each trained label and its CLDR tags; icon names
-  and categories too, from `keypaint data icons`; `keypaint.prompts.vocabulary`);
-- `meaning [DEST]`: the labels' sentence embeddings (`keypaint.prompts.meaning`);
+  and categories too, from `keypaint data icons`; `keypaint.keywords.vocabulary`);
+- `meaning [DEST]`: the labels' sentence embeddings (`keypaint.keywords.meaning`);
 - `lcm LCM_RUN [DEST]`: the LCM-LoRA `keypaint train lcm` distilled from the shipped U-Net, as the built-in
   LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in the form `keypaint finetune` writes, so
   the Painter checks its base like any fine-tuned LoRA.
@@ -23,9 +23,9 @@ from pathlib import Path
 from keypaint.builtin import VOCABULARY, WEIGHTS_DIR
 from keypaint.data.folder import load_folder
 from keypaint.errors import ModelError
-from keypaint.prompts.meaning import FILENAME as MEANING
-from keypaint.prompts.meaning import MeaningIndex
-from keypaint.prompts.vocabulary import Vocabulary
+from keypaint.keywords.meaning import FILENAME as MEANING
+from keypaint.keywords.meaning import MeaningIndex
+from keypaint.keywords.vocabulary import Vocabulary
 
 LCM_NAME = "keypaint-lcm"
 MAX_TOTAL = 35_000_000  # bytes of U-Net + VAE weights
@@ -119,7 +119,7 @@ def vocabulary_note(train: Path) -> str:
 def pack_meaning(dest: Path = WEIGHTS_DIR) -> MeaningIndex:
     """Write `dest/meaning.safetensors`: every label of `dest/keywords.json` embedded by the text encoder."""
     from keypaint.builtin.text_encoder import load_text_encoder
-    from keypaint.prompts.encode import sentence_embeddings
+    from keypaint.keywords.meaning import sentence_embeddings
 
     vocabulary = Vocabulary.beside(dest)
     if vocabulary is None:

@@ -220,7 +220,7 @@ def attention_command(
 ) -> None:
     """Where each keyword went: its cross-attention over steps and layers, over the picture."""
     from keypaint.explain.attention import attention_maps, save_attention
-    from keypaint.prompts.parser import keywords as split_keywords
+    from keypaint.keywords.syntax import keywords as split_keywords
 
     params = _params(keywords, negative, steps, sampler, cfg, seed, size)
     if keyword:  # a keyword that no keyword of the prompt contains fails before the model loads

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from keypaint.core.devices import dtype_name
 from keypaint.core.speed.options import SpeedOptions, approximations
-from keypaint.prompts.vocabulary import expansion_record
+from keypaint.keywords.vocabulary import expansion_record
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -64,7 +64,7 @@ class GenerationParams:
     best_of: int = 1  # make N candidates per picture, keep the one the scorer matches best to the keywords
     loras: tuple[LoraRef, ...] = ()  # LoRAs applied with their weights (A1111's <lora:name:w> also works)
     embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
-    expand_keywords: bool = True  # a keyword the model knows brings its trained tags (prompts.vocabulary)
+    expand_keywords: bool = True  # a keyword the model knows brings its trained tags (keywords.vocabulary)
 
     @classmethod
     def from_keywords(

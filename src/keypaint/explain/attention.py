@@ -27,8 +27,8 @@ from keypaint.core.params import GenerationParams
 from keypaint.errors import InvalidParams
 from keypaint.explain.figures import save_grid, save_npz, to_array
 from keypaint.explain.reverse import record_reverse, uses_guidance
+from keypaint.keywords.syntax import Fragment, keywords, parse_prompt_attention
 from keypaint.prompts.chunks import SpecialTokens, tokenize_chunks
-from keypaint.prompts.parser import Fragment, keywords, parse_prompt_attention
 
 
 class AttentionSums:

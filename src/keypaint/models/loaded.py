@@ -8,11 +8,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # prompts imports this module; diffusers is heavy and only typed here
+if TYPE_CHECKING:  # diffusers is heavy and only typed here
     import numpy as np
     from diffusers import DiffusionPipeline
 
-    from keypaint.prompts.vocabulary import Expansion, Vocabulary
+    from keypaint.keywords.vocabulary import Expansion, Vocabulary
 
 
 class ModelKind(StrEnum):
@@ -51,7 +51,7 @@ class LoadedModel:
         """`prompt` with the tags of each keyword this model knows or finds by meaning (else unchanged).
 
         Keywords naming a word of `skip` (LoRA names, embedding triggers) are not matched by meaning."""
-        from keypaint.prompts.vocabulary import Expansion
+        from keypaint.keywords.vocabulary import Expansion
 
         if self.vocabulary is None:
             return Expansion(prompt)
@@ -59,8 +59,8 @@ class LoadedModel:
         return self.vocabulary.expand(prompt, self.sentence_embeddings if by_meaning else None, skip)
 
     def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
-        """Mean-pooled, unit-length token states of the model's own text encoder (`prompts.meaning`)."""
-        from keypaint.prompts.encode import sentence_embeddings
+        """Mean-pooled, unit-length token states of the model's own text encoder (`keywords.meaning`)."""
+        from keypaint.keywords.meaning import sentence_embeddings
 
         return sentence_embeddings(self.pipe.tokenizer, self.pipe.text_encoder, texts)
 

@@ -25,6 +25,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from packaging.version import Version
 
 from keypaint.errors import ModelError
+from keypaint.keywords.vocabulary import Vocabulary
 from keypaint.models.assemble import assemble_pipeline, check_complete
 from keypaint.models.checkpoint_files import (
     SAFETENSORS_SUFFIX,
@@ -42,7 +43,6 @@ from keypaint.models.loaded import LoadedModel
 from keypaint.models.preflight import CheckedFile, check_model, check_vae
 from keypaint.models.registry import BuiltinModel, installed_builtin, is_diffusers_folder, keypaint_home
 from keypaint.models.single_file import has_vae, pipeline_from_checkpoint, vae_like
-from keypaint.prompts.vocabulary import Vocabulary
 
 # diffusers >= 0.42 names the pipeline's argument `dtype` and warns about `torch_dtype` on every load;
 # older releases know only `torch_dtype`.

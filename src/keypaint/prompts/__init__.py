@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from keypaint.prompts.parser import BREAK, Fragment, keywords, parse_prompt_attention
+from keypaint.keywords.syntax import BREAK, Fragment, keywords, parse_prompt_attention
 
 if TYPE_CHECKING:
     from keypaint.prompts.encode import PromptEmbeddings, encode_plain, encode_prompts, token_count

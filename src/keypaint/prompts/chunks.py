@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from keypaint.prompts.parser import Break, parse_prompt_attention
+from keypaint.keywords.syntax import Break, parse_prompt_attention
 from keypaint.prompts.triggers import Slot, split_triggers, trigger_regex
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -193,19 +192,3 @@ def token_count(model: LoadedModel, prompt: str) -> tuple[int, int]:
     _, count = tokenize_chunks(tokenizer, prompt)
     capacity = SpecialTokens.of(tokenizer).capacity
     return count, math.ceil(max(count, 1) / capacity) * capacity
-
-
-def sentence_embeddings(tokenizer: PreTrainedTokenizerBase, text_encoder: PreTrainedModel, texts: list[str],
-                        batch_size: int = 512) -> np.ndarray:
-    """Texts -> unit-length mean-pooled token states (float32 numpy), as sentence-transformers embeds them."""
-    from keypaint.prompts.meaning import mean_pooled
-
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
-                          max_length=tokenizer.model_max_length, return_tensors="pt")
-        with torch.inference_mode():
-            hidden = text_encoder(input_ids=batch["input_ids"].to(text_encoder.device),
-                                  attention_mask=batch["attention_mask"].to(text_encoder.device))[0]
-        out.append(mean_pooled(hidden.float().cpu().numpy(), batch["attention_mask"].numpy()))
-    return np.concatenate(out) if out else np.zeros((0, int(text_encoder.config.hidden_size)), np.float32)

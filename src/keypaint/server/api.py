@@ -21,7 +21,7 @@ from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
-from keypaint.prompts.parser import keywords as split_keywords
+from keypaint.keywords.syntax import keywords as split_keywords
 from keypaint.server.errors import FieldError
 from keypaint.server.fields import Float, Int, Text
 from keypaint.server.job_store import FINISHED, ImageRecord, JobRecord
@@ -69,7 +69,7 @@ class JobRequest(BaseModel):
     model: str | None = None
     loras: list[LoraField] | None = None
     embeddings: list[str] | None = None  # names in <home>/embeddings (GET /sdapi/v1/embeddings)
-    expand_keywords: StrictBool = True  # known keywords bring their trained tags (prompts.vocabulary)
+    expand_keywords: StrictBool = True  # known keywords bring their trained tags (keywords.vocabulary)
     # a name from core.presets ("lcm": LCM sampler, 4 steps, CFG 1 and the built-in LCM-LoRA) filling in
     # the fields this request leaves out; it never overrides one the request gives
     preset: str | None = None

@@ -26,7 +26,7 @@ from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
-from keypaint.prompts.parser import keywords as split_keywords
+from keypaint.keywords.syntax import keywords as split_keywords
 from keypaint.server.errors import FieldError, rename
 from keypaint.server.fields import Float, Int, Text
 from keypaint.server.state import ServerState

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from keypaint.prompts.vocabulary import expansion_record
+from keypaint.keywords.vocabulary import expansion_record
 
 if TYPE_CHECKING:
     import numpy as np

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from keypaint.core.params import GenerationParams
     from keypaint.core.speed.options import SpeedOptions
-    from keypaint.prompts.vocabulary import Expansion, Vocabulary
+    from keypaint.keywords.vocabulary import Expansion, Vocabulary
 
 TEXT_ENCODER = "text-encoder/model.onnx"
 TOKENIZER = "tokenizer.json"
@@ -104,7 +104,7 @@ class ColdStartModel:
         manifest = read_manifest(folder)
         if manifest is None or not (folder / TEXT_ENCODER).is_file() or not (folder / TOKENIZER).is_file():
             return None
-        from keypaint.prompts.vocabulary import Vocabulary
+        from keypaint.keywords.vocabulary import Vocabulary
 
         return cls(folder, manifest, Vocabulary.beside(weights), threads)
 
@@ -121,7 +121,7 @@ class ColdStartModel:
         return self.manifest.native_size
 
     def expand(self, prompt: str) -> Expansion:
-        from keypaint.prompts.vocabulary import Expansion
+        from keypaint.keywords.vocabulary import Expansion
 
         if self.vocabulary is None:
             return Expansion(prompt)
@@ -130,7 +130,7 @@ class ColdStartModel:
 
     def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
         """The full path's `LoadedModel.sentence_embeddings`, from the exported text encoder."""
-        from keypaint.prompts.meaning import mean_pooled
+        from keypaint.keywords.meaning import mean_pooled
 
         encoder = self._graph(TEXT_ENCODER)
         assert encoder is not None

@@ -26,7 +26,7 @@ function addKeywords(kind, raw) {
 }
 
 function splitKeywords(raw) {
-  // commas inside brackets or escaped do not split (as keypaint.prompts.parser.keywords)
+  // commas inside brackets or escaped do not split (as keypaint.keywords.syntax.keywords)
   const out = [];
   let depth = 0, current = "";
   for (let i = 0; i < raw.length; i++) {

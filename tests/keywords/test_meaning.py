@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keypaint.errors import ModelError
-from keypaint.prompts.meaning import GENERIC, MeaningIndex, eligible, mean_pooled
-from keypaint.prompts.vocabulary import Vocabulary, expansion_record
+from keypaint.keywords.meaning import GENERIC, MeaningIndex, eligible, mean_pooled
+from keypaint.keywords.vocabulary import Vocabulary, expansion_record
 
 # A toy embedding: each text's vector is its position in this table (unit axes), so nearness is exact.
 AXES = {"hamburger": 0, "cheeseburger": 0, "rocket": 1, "spacecraft": 1, "cat face": 2}

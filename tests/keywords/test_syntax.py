@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from keypaint.errors import InvalidParams
-from keypaint.prompts.parser import BREAK, Fragment, keywords, parse_prompt_attention
+from keypaint.keywords.syntax import BREAK, Fragment, keywords, parse_prompt_attention
 
 
 @pytest.mark.parametrize(

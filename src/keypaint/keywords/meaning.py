@@ -5,7 +5,7 @@ label or tag is embedded as a sentence (all-MiniLM-L6-v2, the model's own text e
 mean-pooled over the attention mask and L2-normalised, as sentence-transformers computes them) and compared by
 cosine similarity with precomputed embeddings of every label (`meaning.safetensors` beside the weights,
 built by `python -m keypaint.builtin.pack meaning`). Above the measured threshold the keyword brings the
-nearest label and that label's tags, the way an exact label does (`prompts.vocabulary`).
+nearest label and that label's tags, the way an exact label does (`keywords.vocabulary`).
 
 Both sides are embedded inside one template ("a picture of a {}"): measured on the synonym probe set
 (docs/model-card.md), it puts the intended label first for 0.60 of the words against 0.50 for bare words.
@@ -21,10 +21,14 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keypaint.errors import ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 FORMAT = "keypaint-meaning/1"
 FILENAME = "meaning.safetensors"
@@ -115,19 +119,17 @@ class MeaningIndex:
 
     @classmethod
     def load(cls, path: Path) -> MeaningIndex:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from safetensors import SafetensorError, safe_open
 
-        from keypaint.models.checkpoint_files import read_safetensors_header
-
-        meta = read_safetensors_header(path).metadata
-        if meta.get("format") != FORMAT:
-            raise ModelError(f"{path}: not a meaning index (expected format {FORMAT!r})")
-        try:
-            q = load_file(str(path))["vectors"]
+        try:  # safetensors checks the header against the file's size before reading any tensor
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != FORMAT:
+                    raise ModelError(f"{path}: not a meaning index (expected format {FORMAT!r})")
+                q = f.get_tensor("vectors")
             entries, labels = json.loads(meta["entries"]), json.loads(meta["labels"])
             threshold = float(meta["threshold"])
-        except (SafetensorError, KeyError, ValueError) as exc:
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
             raise ModelError(f"{path}: unreadable meaning index ({exc})") from exc
         if q.ndim != 2 or not len(entries) == len(labels) == q.shape[0]:
             raise ModelError(f"{path}: {q.shape[0]} vectors for {len(entries)} entries")
@@ -142,3 +144,19 @@ def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     m = mask[..., None].astype(np.float32)
     pooled = (hidden.astype(np.float32) * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def sentence_embeddings(tokenizer: PreTrainedTokenizerBase, text_encoder: PreTrainedModel, texts: list[str],
+                        batch_size: int = 512) -> np.ndarray:
+    """Texts -> unit-length mean-pooled token states (float32 numpy), as sentence-transformers embeds them."""
+    import torch
+
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                          max_length=tokenizer.model_max_length, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = text_encoder(input_ids=batch["input_ids"].to(text_encoder.device),
+                                  attention_mask=batch["attention_mask"].to(text_encoder.device))[0]
+        out.append(mean_pooled(hidden.float().cpu().numpy(), batch["attention_mask"].numpy()))
+    return np.concatenate(out) if out else np.zeros((0, int(text_encoder.config.hidden_size)), np.float32)

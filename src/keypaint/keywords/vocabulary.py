@@ -5,7 +5,7 @@ its tags, a style. A person types "red apple, noto style". Filling in the label'
 the words it saw beside that picture in training, so the picture it paints is the one the label means
 (prompt expansion, as Fooocus does with a language model; here it is a lookup in the model's own
 vocabulary). A keyword that is exactly a known label (case and spacing aside) expands; so does one that
-is close enough in meaning to a label (`prompts.meaning`: "cheeseburger" brings "hamburger" and its tags).
+is close enough in meaning to a label (`keywords.meaning`: "cheeseburger" brings "hamburger" and its tags).
 Emphasis syntax, `<lora:...>` tags and unmatched words pass through untouched, and a tag already in the
 prompt is not repeated. The expanded prompt and the matches are recorded with the picture.
 """
@@ -19,9 +19,9 @@ from functools import cached_property
 from pathlib import Path
 
 from keypaint.errors import ModelError
-from keypaint.prompts.meaning import FILENAME as MEANING
-from keypaint.prompts.meaning import Embed, Match, MeaningIndex, eligible
-from keypaint.prompts.parser import keywords
+from keypaint.keywords.meaning import FILENAME as MEANING
+from keypaint.keywords.meaning import Embed, Match, MeaningIndex, eligible
+from keypaint.keywords.syntax import keywords
 
 FORMAT = "keypaint-vocabulary/1"
 FILENAME = "keywords.json"  # beside a model's weights (the built-in model's, an exported folder)

@@ -9,7 +9,7 @@ import pytest
 
 from keypaint.builtin import VOCABULARY, WEIGHTS_DIR
 from keypaint.errors import ModelError
-from keypaint.prompts.vocabulary import Vocabulary
+from keypaint.keywords.vocabulary import Vocabulary
 
 VOCAB = Vocabulary.from_pairs(
     [("red apple", ["apple", "fruit", "red", "Red Apple"]), ("ghost", ["boo", "creature", "face"])],
