@@ -30,8 +30,8 @@ from keypaint.explain.latent import psnr
 
 def paint(weights: Path, prompts: list[str], steps: int, bf16: bool = False) -> list[Image.Image]:
     """One picture per prompt; `bf16`: the weights rounded to bfloat16 first (the control)."""
+    from keypaint import Painter
     from keypaint.builtin import load_builtin
-    from keypaint.core.painter import Painter
     from keypaint.core.params import GenerationParams
 
     model = load_builtin(weights=weights)

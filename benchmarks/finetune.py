@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 if TYPE_CHECKING:
-    from keypaint.core.painter import Painter
+    from keypaint import Painter
     from keypaint.scorer import Scorer
 
 COLOURFUL = 15.0  # Hasler-Süsstrunk M below this: at most "slightly colourful"
@@ -103,7 +103,7 @@ def fidelity(scorer: Scorer, images: list[Image.Image], names: list[str], labels
 
 
 def run(args: argparse.Namespace) -> dict:
-    from keypaint.core.painter import Painter
+    from keypaint import Painter
     from keypaint.core.params import LoraRef
     from keypaint.finetune import FinetuneConfig, Method
     from keypaint.finetune.train import finetune

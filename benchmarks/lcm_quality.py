@@ -63,7 +63,7 @@ def grid(rows: list[list[Image.Image]], columns: int, tile: int = 96) -> Image.I
 
 
 def run(args: argparse.Namespace) -> dict:
-    from keypaint.core.painter import Painter
+    from keypaint import Painter
     from keypaint.core.params import LoraRef
     from keypaint.core.samplers import Sampler
     from keypaint.core.speed import SpeedOptions

@@ -141,7 +141,7 @@ def model_pictures(
     With `cache`, pictures are kept there as PNG and reused: the built-in model takes ~1 min a picture
     on a busy 2-core CPU, and the measurement is what changes between runs.
     """
-    from keypaint.core.painter import Painter
+    from keypaint import Painter
     from keypaint.core.params import GenerationParams
 
     if kind == "builtin":

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 import torch
 
-from keypaint.core.painter import Painter
+from keypaint import Painter
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import Sampler
 from keypaint.models.loaded import LoadedModel, ModelKind
@@ -27,9 +27,10 @@ def load(model: str, device: str, dtype: torch.dtype) -> LoadedModel:
         loaded = tiny_model(ModelKind.SD1)
         loaded.pipe.to(device, dtype)
         return loaded
+    from keypaint.builtin import MODEL
     from keypaint.models.loader import load_model
 
-    return load_model(None if model == "builtin" else model, device=device, dtype=dtype)
+    return load_model(None if model == "builtin" else model, device=device, dtype=dtype, builtin=MODEL)
 
 
 def main() -> None:

@@ -157,7 +157,7 @@ def own_server(args: argparse.Namespace, folder: Path) -> Any:
 
     import uvicorn
 
-    from keypaint.core.painter import Painter
+    from keypaint import Painter
     from keypaint.models.tiny import tiny_model
     from keypaint.server.app import create_app
     from keypaint.server.config import ServerConfig

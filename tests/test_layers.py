@@ -33,6 +33,7 @@ LAYER = {
     **dict.fromkeys(["bench", "builtin", "data", "explain", "finetune", "outputs", "scorer", "training"], 3),
     "cli": 4,
     "server": 4,
+    "api": 5,  # keypaint.Painter: the core Painter handed the built-in model, scorer and writer
     "__init__": 5,  # keypaint/__init__.py: the public names, imported on first use
     "__main__": 5,
 }
@@ -41,13 +42,7 @@ LAYER = {
 CORE_NEVER = {"scorer", "finetune", "builtin", "outputs", "server", "cli"}
 
 # (importing file, imported package): the known edges that break the rule, and the work that removes each.
-KNOWN: dict[tuple[str, str], str] = {
-    # Issue 17 item 4, not done yet:
-    ("core/result.py", "outputs"): "GeneratedImage.save: becomes outputs.save_generated_as",
-    # The one lookup of keypaint.builtin by name below the front ends (models.registry.installed_builtin),
-    # for callers not yet handed a BuiltinModel: goes when Painter.load is handed one.
-    ("models/registry.py", "builtin"): "installed_builtin: until Painter.load is handed builtin.MODEL",
-}
+KNOWN: dict[tuple[str, str], str] = {}  # none left: every edge points down
 
 
 def _module_name(path: Path) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Painter": "keypaint.core.painter",
+    "Painter": "keypaint.api",  # the core Painter, handed the built-in model, scorer and writer
     "GeneratedImage": "keypaint.core.result",
     "StepEvent": "keypaint.core.painter",
     "GenerationParams": "keypaint.core.params",
@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from keypaint.core.painter import Painter, StepEvent
+    from keypaint.api import Painter
+    from keypaint.core.painter import StepEvent
     from keypaint.core.params import GenerationParams, Limits
     from keypaint.core.result import GeneratedImage
     from keypaint.core.samplers import Sampler

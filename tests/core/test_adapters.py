@@ -43,12 +43,12 @@ def test_names_are_looked_up_in_the_folder_only(tmp_path: Path, monkeypatch: pyt
 
 
 def test_the_built_in_loras_are_found_by_name_unless_home_has_one(tmp_path: Path) -> None:
-    shipped = find_lora("keypaint-lcm", tmp_path, allow_paths=False)
+    shipped = find_lora("keypaint-lcm", tmp_path, allow_paths=False, shipped=MODEL.loras)
     assert shipped == MODEL.loras / "keypaint-lcm.safetensors" and shipped.is_file()
     own = tmp_path / "loras" / "keypaint-lcm.safetensors"
     own.parent.mkdir()
     own.write_bytes(b"x")
-    assert find_lora("keypaint-lcm", tmp_path, allow_paths=False) == own
+    assert find_lora("keypaint-lcm", tmp_path, allow_paths=False, shipped=MODEL.loras) == own
     with pytest.raises(ModelError, match="unknown LoRA 'nope'"):
         find_lora("nope", tmp_path, allow_paths=False)
 

@@ -51,9 +51,10 @@ def _models(tiny: bool, dtype: torch.dtype = torch.float32) -> Any:
         model = tiny_model(ModelKind.SD1)
         model.pipe.to(dtype=dtype)
         return model
+    from keypaint.builtin import MODEL
     from keypaint.models.loader import load_model
 
-    return load_model(None, dtype=dtype)
+    return load_model(None, dtype=dtype, builtin=MODEL)
 
 
 def plain_diffusers(tiny: bool) -> Callable[[GenerationParams], np.ndarray]:
@@ -97,10 +98,10 @@ def plain_diffusers(tiny: bool) -> Callable[[GenerationParams], np.ndarray]:
 
 
 def _painter_run(speed: SpeedOptions, tiny: bool, dtype: torch.dtype = torch.float32) -> Any:
-    from keypaint.builtin import builtin_files
+    from keypaint.builtin import MODEL
     from keypaint.core.painter import Painter
 
-    painter = Painter(_models(tiny, dtype), speed=speed, builtin=builtin_files())  # fast runs feed the bundle
+    painter = Painter(_models(tiny, dtype), speed=speed, builtin=MODEL)  # fast runs feed the bundle
 
     def run(params: GenerationParams) -> np.ndarray:
         return np.asarray(painter.generate(params)[0].image)
@@ -110,10 +111,10 @@ def _painter_run(speed: SpeedOptions, tiny: bool, dtype: torch.dtype = torch.flo
 
 def _frozen_run(speed: SpeedOptions) -> Callable[[GenerationParams], np.ndarray] | None:
     """A Painter started from the frozen bundle (no model loaded); None if there is no bundle."""
-    from keypaint.builtin import builtin_files
+    from keypaint.builtin import MODEL
     from keypaint.core.painter import Painter
 
-    painter = Painter.load(device="cpu", speed=speed, builtin=builtin_files())
+    painter = Painter.load(device="cpu", speed=speed, builtin=MODEL)
     if painter.frozen is None:
         return None
 

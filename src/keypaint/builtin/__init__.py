@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     import torch
     from diffusers import ModelMixin
 
-    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
-
     M = TypeVar("M", bound=ModelMixin)
 
 NAME = "keypaint-emoji"
@@ -37,19 +35,6 @@ PARTS = ("unet", "vae", "scheduler")
 
 def weights_present(folder: Path = WEIGHTS_DIR) -> bool:
     return all((folder / part).is_dir() and any((folder / part).iterdir()) for part in PARTS)
-
-
-def builtin_files() -> BuiltinFiles | None:
-    """Where the built-in model's files are, for a Painter's frozen path; None when they are not installed."""
-    from keypaint.builtin.text_encoder import text_encoder_dir
-    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
-
-    if not weights_present():
-        return None
-    try:
-        return BuiltinFiles(WEIGHTS_DIR, text_encoder_dir())
-    except ModelError:
-        return None
 
 
 def weight_files(folder: Path = WEIGHTS_DIR) -> list[Path]:
@@ -154,7 +139,14 @@ def _sources(unet: Path) -> tuple[str, ...]:
 
 
 
-MODEL = BuiltinModel(NAME, WEIGHTS_DIR, lambda device, dtype: load_builtin(device=device, dtype=dtype))
+def _text_encoder_dir() -> Path:
+    from keypaint.builtin.text_encoder import text_encoder_dir
+
+    return text_encoder_dir()
+
+
+MODEL = BuiltinModel(NAME, WEIGHTS_DIR, lambda device, dtype: load_builtin(device=device, dtype=dtype),
+                     _text_encoder_dir)
 
 __all__ = ["MODEL", "NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256",
            "unet_hashes", "unet_sha256", "weights_present"]

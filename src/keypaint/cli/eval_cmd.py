@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from keypaint.builtin import MODEL
 from keypaint.cli.errors import user_errors
 from keypaint.errors import KeypaintError
 
@@ -81,7 +82,7 @@ def eval_command(
         pairs = heldout_pairs(records, limit)
     labels = {pair.label for pair in pairs} | {record_label(r) for rs in more for r in rs}
     # 2. the model and the scorer (both loaded before the slow part, so a missing one fails at once)
-    painter = Painter.load(model, device=device, dtype=dtype)
+    painter = Painter.load(model, device=device, dtype=dtype, builtin=MODEL)
     judge = Scorer.load(scorer, painter.device)
     # 3. the model paints every pair, the scorer judges, the report is written
     console.print(f"generating {len(pairs)} held-out pairs with {painter.model.name} on {painter.device} ...")

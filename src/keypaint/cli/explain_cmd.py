@@ -81,9 +81,10 @@ def _out(path: Path, suffixes: tuple[str, ...] | None = (".png", ".webp"), what:
 
 
 def _load(model: str | None, device: str, dtype: str, home: Path | None) -> Painter:
+    from keypaint.builtin import MODEL
     from keypaint.core.painter import Painter
 
-    return Painter.load(model, device=device, dtype=dtype, home=home)
+    return Painter.load(model, device=device, dtype=dtype, home=home, builtin=MODEL)
 
 
 def _picture(painter: Painter, image: Image.Image | None, prompt: str | None, seed: int) -> Image.Image:

@@ -160,7 +160,7 @@ def generate_command(
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
     speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
 
-    from keypaint.builtin import builtin_files
+    from keypaint.builtin import MODEL
     from keypaint.core.painter import Painter
 
     scorer = None
@@ -181,7 +181,7 @@ def generate_command(
         max_model_bytes=max_model_bytes,
         lazy=True,
         scorer=scorer,
-        builtin=builtin_files(),
+        builtin=MODEL,
     )
     # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
     # path) is refused before the model loads

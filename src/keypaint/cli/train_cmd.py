@@ -160,10 +160,11 @@ def export_command(
     check_model(model, allow_pickle=allow_pickle)  # a bad model fails before PyTorch is imported
     import torch
 
+    from keypaint.builtin import MODEL
     from keypaint.builtin.export import export_model
     from keypaint.models.loader import load_model
 
-    loaded = load_model(model, allow_pickle=allow_pickle)
+    loaded = load_model(model, allow_pickle=allow_pickle, builtin=MODEL)
     path = export_model(loaded, dest, overwrite=overwrite, dtype=torch.float32 if fp32 else torch.float16)
     typer.echo(f"exported {loaded.name} to {path}")
 

@@ -26,7 +26,7 @@ from keypaint.models.adapter_format import FinetuneInfo, kind_of_base_version, m
 from keypaint.models.checkpoint_files import SafetensorsHeader, load_safetensors, read_safetensors_header
 from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import LoadedModel
-from keypaint.models.registry import installed_builtin, keypaint_home
+from keypaint.models.registry import keypaint_home
 from keypaint.prompts.embeddings import TextualInversion, mentioned
 
 LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)
@@ -40,20 +40,10 @@ def loras_dir(home: Path | None = None) -> Path:
     return (home or keypaint_home()) / "loras"
 
 
-def shipped_loras_dir(shipped: Path | None = None) -> Path | None:
-    """The folder of LoRAs shipped with the built-in model (`keypaint-lcm`): `shipped` when handed in, else
-    the installed built-in model's (None when there is none)."""
-    if shipped is not None:
-        return shipped
-    builtin = installed_builtin()
-    return builtin.loras if builtin is not None else None
-
-
 def find_lora(source: str, home: Path | None, *, allow_paths: bool, shipped: Path | None = None) -> Path:
     """A LoRA by name (<home>/loras, then those in `shipped`, the built-in model's) or, when allowed, by
-    path; a same-named file in <home>/loras wins."""
+    path; a same-named file in <home>/loras wins. `shipped`: `BuiltinModel.loras`, handed down."""
     folder = loras_dir(home)
-    shipped = shipped_loras_dir(shipped)
     if shipped is not None and is_name(source.strip()):
         file = shipped / f"{source.strip()}{SUFFIX}"
         if not (folder / file.name).is_file() and file.is_file():
@@ -162,7 +152,7 @@ def resolve_files(params: GenerationParams, home: Path | None = None,
                   shipped_loras: Path | None = None) -> Plan:
     """The LoRA and embedding files a request names (flags, prompt tags, embedding names in the prompt),
     each found and its header checked; ModelError/InvalidParams otherwise. Needs no model.
-    `shipped_loras`: the built-in model's LoRA folder (see `shipped_loras_dir`)."""
+    `shipped_loras`: the built-in model's LoRA folder (`BuiltinModel.loras`), None: no shipped LoRAs."""
     prompt, tagged = split_lora_tags(params.prompt)
     for ref in tagged:
         check_lora(ref)

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 
     from keypaint.core.adapters import Adapters
     from keypaint.core.engine import StepReport, StopCheck
-    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
     from keypaint.core.onnx_coldstart.record import BundleRecorder
     from keypaint.core.params import GenerationParams
     from keypaint.core.pipeline_run import PipelineRun
     from keypaint.models.loaded import LoadedModel
+    from keypaint.models.registry import BuiltinModel
     from keypaint.prompts.encode import PromptEmbeddings
 
 
@@ -42,7 +42,7 @@ class DiffusersEngine:
     """The loaded model's pipelines (`run`) and adapters; paints every request it is given."""
 
     def __init__(self, model: LoadedModel, run: PipelineRun, adapters: Adapters, options: SpeedOptions,
-                 home: Path | None, builtin: BuiltinFiles | None = None) -> None:
+                 home: Path | None, builtin: BuiltinModel | None = None) -> None:
         self.model = model
         self.run = run
         self.adapters = adapters
@@ -108,5 +108,5 @@ class DiffusersEngine:
             if source is None or builtin is None or Path(source).resolve() != builtin.weights.resolve():
                 return
             cache = self.options.cache_dir or default_cache_dir(self.home)
-            self._recorder = BundleRecorder(cache, run.model, builtin.text_encoder)
+            self._recorder = BundleRecorder(cache, run.model, builtin.text_encoder())
         self._recorder.record(run.speed, params.sampler, params.steps, run.base_scheduler_config)

@@ -40,10 +40,11 @@ if TYPE_CHECKING:
     from keypaint.core.adapters import Adapters, Plan
     from keypaint.core.diffusers_engine import DiffusersEngine
     from keypaint.core.engine import Engine, Job
-    from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
     from keypaint.core.onnx_coldstart.model import ColdStartModel
+    from keypaint.core.result import ResultWriter
     from keypaint.core.speed import Accelerated
     from keypaint.models.loaded import LoadedModel
+    from keypaint.models.registry import BuiltinModel
     from keypaint.provenance.policy import ContentPolicy
 
 __all__ = ["GeneratedImage", "Interrupted", "Painter", "PictureScorer", "StepEvent"]  # imported from here too
@@ -77,7 +78,8 @@ class Painter:
         frozen: ColdStartModel | None = None,  # the built-in model's frozen bundle (CPU fast path)
         loader: Callable[[], LoadedModel] | None = None,  # makes the full model on first need
         device: str | None = None,  # the device `loader` will load onto (None: auto), for `plan`
-        builtin: BuiltinFiles | None = None,  # the built-in model's files: its fast-path runs feed `frozen`
+        builtin: BuiltinModel | None = None,  # the built-in model: its shipped LoRAs, its frozen bundle
+        writer: ResultWriter | None = None,  # what `GeneratedImage.save` calls (keypaint.api hands one)
     ) -> None:
         if model is None and loader is None:
             raise ValueError("a Painter needs a model or a loader")
@@ -90,6 +92,7 @@ class Painter:
         self._device = device
         self._loader = loader
         self._builtin = builtin
+        self._writer = writer
         self._full_engine: DiffusersEngine | None = None
         # the engines asked in turn to cover a request: the frozen bundle's until the full model loads
         self._engines: list[Engine[Any]] = []
@@ -108,8 +111,9 @@ class Painter:
         from keypaint.core.speed import accelerate
 
         run = PipelineRun(model, accelerate(model.pipe, self.options))
-        self._full_engine = DiffusersEngine(model, run, Adapters(model, self.home), self.options, self.home,
-                                            self._builtin)
+        shipped = self._builtin.loras if self._builtin is not None else None
+        adapters = Adapters(model, self.home, shipped_loras=shipped)
+        self._full_engine = DiffusersEngine(model, run, adapters, self.options, self.home, self._builtin)
         self._engines = [self._full_engine]  # once loaded, the full model paints every request
 
     def _full(self) -> DiffusersEngine:
@@ -136,7 +140,7 @@ class Painter:
         max_model_bytes: int | None = None,
         lazy: bool = False,
         scorer: PictureScorer | None = None,
-        builtin: BuiltinFiles | None = None,
+        builtin: BuiltinModel | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
@@ -146,8 +150,8 @@ class Painter:
         from its frozen bundle if a run left one. `before_loading` runs just before the full model loads
         (the CLI quiets loading progress bars). With `lazy`, the model loads on first need, so that
         `plan` can refuse a request first (the CLI does this). `scorer` rates best-of candidates
-        (`keypaint.scorer`); `builtin` says where the built-in model's files are (`keypaint.builtin`), for
-        its frozen bundle: without it the frozen path is off.
+        (`keypaint.scorer`); `builtin` is the built-in model (`keypaint.builtin.MODEL`), loaded when `model`
+        is None, with its shipped LoRAs and its frozen bundle (`keypaint.Painter.load` hands both in).
         """
         from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
@@ -168,7 +172,7 @@ class Painter:
             torch_dtype = pick_dtype(torch_device, dtype)
             return load_model(
                 model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype,
-                max_bytes=max_model_bytes,
+                max_bytes=max_model_bytes, builtin=builtin,
             )
 
         frozen = None
@@ -230,8 +234,9 @@ class Painter:
         from keypaint.core.planning import plan_request
 
         backend = self._full_engine.run.speed.backend if self._full_engine is not None else None
+        shipped = self._builtin.loras if self._builtin is not None else None
         return plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
-                            options=self.options, device=self._device, backend=backend)
+                            options=self.options, device=self._device, backend=backend, shipped_loras=shipped)
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
@@ -286,7 +291,7 @@ class Painter:
             GeneratedImage(
                 image=image, seed=seed, params=replace(params, seed=seed, batch_size=1, batch_count=1),
                 index=batch * params.batch_size + offset, model_name=engine.name, model_hash=engine.sha256,
-                device=engine.device, dtype=engine.dtype, extra=dict(extra),
+                device=engine.device, dtype=engine.dtype, extra=dict(extra), writer=self._writer,
             )
             for offset, (seed, image) in enumerate(zip(seeds, images, strict=True))
         ]

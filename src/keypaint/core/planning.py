@@ -36,7 +36,7 @@ def plan_request(
 
     `device` is the device asked for (None: auto); `backend` the fast path's backend when the model is
     loaded (None before: it is then foreseen from `options` and `device`); `shipped_loras` the built-in
-    model's LoRA folder (None: the installed built-in model's, see `core.adapters.shipped_loras_dir`).
+    model's LoRA folder (`BuiltinModel.loras`; None: no shipped LoRAs).
     """
     from keypaint.core.adapters import resolve_files
 

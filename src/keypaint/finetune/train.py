@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
+from keypaint.builtin import MODEL as BUILTIN
 from keypaint.core.adapters import embeddings_dir, loras_dir
 from keypaint.finetune.conditioning import conditioner
 from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
@@ -137,7 +138,8 @@ def finetune(
 
     if model is None:
         model = load_model(
-            cfg.base, home=cfg.home, device=device, dtype=torch.float32, allow_pickle=cfg.allow_pickle
+            cfg.base, home=cfg.home, device=device, dtype=torch.float32, allow_pickle=cfg.allow_pickle,
+            builtin=BUILTIN,
         )
     fingerprint = model_fingerprint(model)
     resolution = cfg.resolution or model.native_size

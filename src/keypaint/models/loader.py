@@ -41,7 +41,7 @@ from keypaint.models.detect import Detected, detect_checkpoint, kind_from_diffus
 from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import LoadedModel
 from keypaint.models.preflight import CheckedFile, check_model, check_vae
-from keypaint.models.registry import BuiltinModel, installed_builtin, is_diffusers_folder, keypaint_home
+from keypaint.models.registry import BuiltinModel, is_diffusers_folder, keypaint_home
 from keypaint.models.single_file import has_vae, pipeline_from_checkpoint, vae_like
 
 # diffusers >= 0.42 names the pipeline's argument `dtype` and warns about `torch_dtype` on every load;
@@ -61,7 +61,7 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     shipped config used to convert a single file (tests use tiny models' saved folders). `max_bytes` caps
     a model's size on disk (default: `preflight.max_model_bytes()`). Everything `check_model` can tell is
     checked first, so a bad file is refused in milliseconds, before it is hashed or read.
-    `builtin`: the built-in model (`keypaint.builtin.MODEL`, handed down from above); None: the installed one.
+    `builtin`: the built-in model (`keypaint.builtin.MODEL`, handed down), loaded when `spec` is None.
     """
     home = home or keypaint_home()
     checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
@@ -69,7 +69,7 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     if vae is not None:
         vae_path = check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
     if checked is None:
-        model = _load_builtin(builtin or installed_builtin(), device, dtype)
+        model = _load_builtin(builtin, device, dtype)
     elif checked.path.is_dir():
         model = _load_folder(checked.path, home, dtype, allow_pickle)
     else:
@@ -84,7 +84,7 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
 def _load_builtin(builtin: BuiltinModel | None, device: torch.device | str,
                   dtype: torch.dtype) -> LoadedModel:
     if builtin is None:
-        raise ModelError("the built-in model is not installed (keypaint.builtin is missing); "
+        raise ModelError("no built-in model was handed to the loader (builtin=keypaint.builtin.MODEL); "
                          "pass --model with a Stable Diffusion checkpoint instead")
     return builtin.load(device, dtype)
 

@@ -7,7 +7,6 @@ loading anything (a safetensors header is enough to tell SD 1.x from SDXL; pickl
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import os
@@ -57,26 +56,11 @@ class BuiltinModel:
     name: str
     weights: Path  # its weights folder; the LoRAs shipped with it are in `loras/`
     load: Callable[[torch.device | str, torch.dtype], LoadedModel]  # (device, dtype) -> the model
+    text_encoder: Callable[[], Path]  # its text encoder's folder; ModelError when that is not installed
 
     @property
     def loras(self) -> Path:
         return self.weights / "loras"
-
-
-def installed_builtin() -> BuiltinModel | None:
-    """`keypaint.builtin.MODEL`, or None when that package is not installed.
-
-    Transitional (issue 17 item 4): the one place below the front ends that looks the built-in model up by
-    name, for callers not yet handed a BuiltinModel (Painter.load, branch issue17-engine).
-    """
-    try:
-        module = importlib.import_module("keypaint.builtin")
-    except ModuleNotFoundError as e:
-        if e.name and not "keypaint.builtin".startswith(e.name):
-            raise  # a dependency of keypaint.builtin is missing: show the real cause
-        return None
-    model: BuiltinModel = module.MODEL
-    return model
 
 
 def keypaint_home() -> Path:

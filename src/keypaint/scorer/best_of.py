@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING
 
-from keypaint.scorer.model import Scorer
+if TYPE_CHECKING:  # PyTorch and the scorer's network load with the first pick, not with this module
+    import torch
+    from PIL import Image
+
+    from keypaint.scorer.model import Scorer
 
 
 def pick_best(scorer: Scorer, images: list[Image.Image], prompt: str) -> tuple[int, torch.Tensor]:
@@ -27,6 +30,7 @@ class ShippedScorer:
     def pick_best(self, images: list[Image.Image], prompt: str) -> tuple[int, torch.Tensor]:
         if self._scorer is None:
             from keypaint.core.devices import pick_device
+            from keypaint.scorer.model import Scorer
 
             self._scorer = Scorer.load(None, device=pick_device(self._device))
         return pick_best(self._scorer, images, prompt)

@@ -34,12 +34,12 @@ def default_factory(config: ServerConfig) -> PainterFactory:
     """Load models the way the CLI does, with the server's device, dtype, home, limits and speed options."""
 
     def load(name: str | None) -> Painter:
-        from keypaint.builtin import builtin_files
+        from keypaint.builtin import MODEL
 
         # no scorer: the job API does not offer best-of
         return Painter.load(name, device=config.device, dtype=config.dtype, home=config.home,
                             limits=config.limits, speed=config.speed, allow_pickle=config.allow_pickle,
-                            max_model_bytes=config.max_model_bytes, builtin=builtin_files())
+                            max_model_bytes=config.max_model_bytes, builtin=MODEL)
 
     return load
 

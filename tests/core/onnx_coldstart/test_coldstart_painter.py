@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keypaint.builtin import builtin_files
+from keypaint.builtin import MODEL
 from keypaint.core.onnx_coldstart.bundle import MANIFEST
 from keypaint.core.onnx_coldstart.record import BundleRecorder
 from keypaint.core.painter import GeneratedImage, Painter, StepEvent
@@ -20,7 +20,7 @@ from keypaint.core.samplers import Sampler
 from keypaint.core.speed import EXACT_TOLERANCE, SpeedOptions
 from keypaint.errors import InvalidParams
 
-BUILTIN = builtin_files()  # core is given the built-in model's files
+BUILTIN = MODEL  # core is handed the built-in model
 PARAMS = GenerationParams(
     prompt="red apple, (noto style:1.2)", negative_prompt="blurry", steps=2, seed=5, width=64, height=64,
     batch_size=2,
@@ -99,7 +99,7 @@ def test_the_recorder_writes_only_what_is_new(cache: Path, first_run: list[Gener
     painter = Painter.load(device="cpu", builtin=BUILTIN, speed=SpeedOptions(fast=True, cache_dir=cache))
     painter.generate(replace(PARAMS, batch_size=1))
     assert BUILTIN is not None
-    recorder = BundleRecorder(cache, painter.model, BUILTIN.text_encoder)
+    recorder = BundleRecorder(cache, painter.model, BUILTIN.text_encoder())
     config = painter.base_scheduler_config
     recorder.record(painter.speed, Sampler.DPMPP_2M_KARRAS, 2, config)  # adds this run's graphs if new
     assert not recorder.record(painter.speed, Sampler.DPMPP_2M_KARRAS, 2, config)
@@ -143,14 +143,14 @@ def test_a_fresh_process_paints_and_saves_without_pytorch(
 import sys
 from pathlib import Path
 import numpy as np
-from keypaint.builtin import builtin_files
+from keypaint.builtin import MODEL
 from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams
 from keypaint.core.speed.options import SpeedOptions
 from keypaint.outputs.results import save_generated
 from keypaint.provenance.settings import ProvenanceSettings
 speed = SpeedOptions(fast=True, frozen=True, cache_dir=Path({str(cache)!r}))
-painter = Painter.load(device="cpu", speed=speed, builtin=builtin_files())
+painter = Painter.load(device="cpu", speed=speed, builtin=MODEL)
 params = GenerationParams(prompt={PARAMS.prompt!r}, negative_prompt={PARAMS.negative_prompt!r}, steps=2,
                           seed=5, width=64, height=64, batch_size=2)
 first = painter.generate(params)[0]

@@ -25,15 +25,6 @@ FORMAT = "keypaint-frozen/1"
 MANIFEST = "bundle.json"
 
 
-@dataclass(frozen=True)
-class BuiltinFiles:
-    """Where the built-in model's files are. Core is given them (`keypaint.builtin.builtin_files`), so
-    that it can start from the model's bundle and know a run of that model to record in it."""
-
-    weights: Path  # the U-Net, VAE and schedule folder (the loaded model's `source`)
-    text_encoder: Path  # the text encoder's folder
-
-
 def model_digest(weights: Path, text_encoder: Path) -> str:
     """A digest of the files a built-in model paints with: U-Net, VAE and schedule bytes, text encoder stamp.
 

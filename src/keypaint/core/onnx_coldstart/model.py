@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image
 
 from keypaint.core.onnx_coldstart.bundle import (
-    BuiltinFiles,
     Manifest,
     bundle_dir,
     model_digest,
@@ -31,6 +30,7 @@ from keypaint.core.onnx_coldstart.plan import SamplerPlan
 from keypaint.core.sampling_math import guide_batch, start_noise_numpy
 from keypaint.core.speed.options import Offload
 from keypaint.core.speed.sessions import open_session
+from keypaint.errors import ModelError
 from keypaint.prompts.chunks import SpecialTokens, empty_chunk, tokenize_chunks
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from keypaint.core.params import GenerationParams
     from keypaint.core.speed.options import SpeedOptions
     from keypaint.keywords.vocabulary import Expansion, Vocabulary
+    from keypaint.models.registry import BuiltinModel
 
 TEXT_ENCODER = "text-encoder/model.onnx"
 TOKENIZER = "tokenizer.json"
@@ -247,9 +248,9 @@ def frozen_fits(device: str | None, dtype: str | None) -> bool:
 
 
 def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dtype: str | None,
-                 builtin: BuiltinFiles | None) -> ColdStartModel | None:
-    """The built-in model's frozen bundle (its files at `builtin`, None when it is not installed), when
-    `speed` asks for the frozen CPU path and one exists."""
+                 builtin: BuiltinModel | None) -> ColdStartModel | None:
+    """The built-in model's frozen bundle (`builtin`: the model, handed down; None: none), when `speed`
+    asks for the frozen CPU path, the model's files are installed and a bundle exists."""
     if builtin is None or not (speed.fast and speed.frozen) or speed.backend not in ("auto", "onnxruntime"):
         return None
     if not frozen_fits(device, dtype):
@@ -260,5 +261,9 @@ def open_builtin(speed: SpeedOptions, home: Path | None, device: str | None, dty
 
     if importlib.util.find_spec("onnxruntime") is None:
         return None
+    try:
+        text_encoder = builtin.text_encoder()
+    except ModelError:
+        return None  # the full path says what is missing when the model loads
     cache = speed.cache_dir or default_cache_dir(home)
-    return ColdStartModel.open(cache, builtin.weights, builtin.text_encoder, speed.threads)
+    return ColdStartModel.open(cache, builtin.weights, text_encoder, speed.threads)
