@@ -257,9 +257,14 @@ class Painter:
         should_stop: StopCheck | None = None,
     ) -> list[GeneratedImage]:
         """Run `params`: batch_count batches of batch_size pictures; picture i uses seed + i."""
-        params = self.resolve(params)
+        params = self.resolve(params)  # the one check of this request
         if params.best_of > 1:
             return self._best_of(params, on_step, should_stop)
+        return self._paint(params, on_step, should_stop)
+
+    def _paint(self, params: GenerationParams, on_step: StepCallback | None,
+               should_stop: StopCheck | None) -> list[GeneratedImage]:
+        """Run resolved `params` batch by batch on the first engine that covers them."""
         engine, job = self._prepare(params)
         seeds = params.seeds()
         results: list[GeneratedImage] = []
@@ -314,7 +319,7 @@ class Painter:
             assert params.seed >= 0
             candidates = replace(params, seed=params.seed + k * n, batch_size=n, batch_count=1, best_of=1)
             try:
-                results = self.generate(candidates, on_step=on_step, should_stop=should_stop)
+                results = self._paint(candidates, on_step, should_stop)
             except Cancelled:  # a picture's candidates cut short are no pick: only the kept ones count
                 raise_with_finished(kept)
             best, scores = scorer.pick_best([r.image for r in results], params.prompt)

@@ -2,8 +2,9 @@
 
 Both APIs (A1111's and keypaint's own) turn their request bodies into a `JobSpec` around
 `GenerationParams`; the job store keeps it as `core.codec`'s JSON, and the worker reads it back for
-`Painter.generate`. Checking a spec runs the same
-`GenerationParams.validate` as the CLI, plus the server's pixel x step budget, before anything is queued.
+`Painter.generate`. A spec is checked by the Painter (`Painter.resolve`: the params against the limits,
+adapter files, content policy, as on the CLI) and then against the server's pixel x step budget
+(`check_budget`), before anything is queued.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from keypaint.core.codec import params_from_json, params_to_json
-from keypaint.core.params import GenerationParams, Limits
+from keypaint.core.params import GenerationParams
 from keypaint.errors import InvalidParams
 
 # the params' fields in the stored job (and GET /api/jobs' "params"), in this order; best_of is not offered
@@ -53,15 +54,11 @@ class JobSpec:
         return replace(self.params, init_image=init_image, mask=mask)
 
 
-def check_spec(spec: JobSpec, init_image: Image.Image | None, mask: Image.Image | None, *,
-               limits: Limits, max_pixel_steps: int, native_size: int) -> GenerationParams:
-    """Raise `InvalidParams` (naming the field) unless `spec` can run; cheap, no model needed."""
-    params = spec.with_pictures(init_image, mask)
-    params.validate(limits)
-    width = params.width or (init_image.width if init_image is not None else native_size)
-    height = params.height or (init_image.height if init_image is not None else native_size)
-    if width * height > limits.max_pixels:
-        raise InvalidParams("size", f"{width}x{height} is over the pixel budget of {limits.max_pixels}")
+def check_budget(params: GenerationParams, *, max_pixel_steps: int) -> None:
+    """`InvalidParams` unless resolved `params` (`Painter.resolve`: size filled in) fit this server's
+    pixel x step budget."""
+    width, height = params.width, params.height
+    assert width is not None and height is not None, "check_budget takes resolved params"
     work = width * height * params.steps * params.total_images
     if work > max_pixel_steps:
         raise InvalidParams(
@@ -69,4 +66,3 @@ def check_spec(spec: JobSpec, init_image: Image.Image | None, mask: Image.Image 
             f"{width}x{height} x {params.steps} steps x {params.total_images} pictures = {work} pixel-steps, "
             f"over this server's budget of {max_pixel_steps}; ask for fewer steps, pictures or pixels",
         )
-    return params

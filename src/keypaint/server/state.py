@@ -11,7 +11,7 @@ from keypaint.server.config import ServerConfig
 from keypaint.server.errors import rename
 from keypaint.server.job_store import JobStore
 from keypaint.server.models import ModelHost
-from keypaint.server.spec import JobSpec, check_spec
+from keypaint.server.spec import JobSpec, check_budget
 from keypaint.server.uploads import decode_upload
 from keypaint.server.worker import Worker
 
@@ -40,10 +40,9 @@ class ServerState:
                 raise InvalidParams(model_field, str(exc)) from None
         painter = self.host.current
         try:
-            params = check_spec(spec, init, mask, limits=self.config.limits,
-                                max_pixel_steps=self.config.max_pixel_steps,
-                                native_size=painter.model.native_size)
-            painter.resolve(params)  # and whatever else the painter itself refuses (e.g. a content policy)
+            # the params, adapter files and content policy, as the CLI checks them; then the server's budget
+            check_budget(painter.resolve(spec.with_pictures(init, mask)),
+                         max_pixel_steps=self.config.max_pixel_steps)
         except InvalidParams as err:
             raise rename(err, names) from None
         return spec

@@ -189,12 +189,14 @@ class Worker:
         assert progress is not None
         target: tuple[int, int] | None = None  # A1111's default size on a smaller model: upscaled to it
         warnings: list[str] = []
+        native = 0  # the model's native size, once it is in use
         try:
             limit = self.config.max_image_pixels
             init = open_picture(job.init_image, "init_image", max_pixels=limit) if job.init_image else None
             mask = open_picture(job.mask, "mask", max_pixels=limit) if job.mask else None
             with self.host.use(spec.model) as painter:
                 kind, vae = painter.model.kind, painter.model.pipe.vae
+                native = painter.native_size
                 last_preview = 0.0
 
                 def on_step(event: StepEvent) -> None:
@@ -214,8 +216,9 @@ class Worker:
                 def should_stop() -> bool:
                     return cancel.is_set() or self._stopping.is_set()
 
-                params, target, warnings = _sized(painter, spec, spec.with_pictures(init, mask))
+                params, target = _sized(painter, spec, spec.with_pictures(init, mask))
                 results = painter.generate(params, on_step=on_step, should_stop=should_stop)
+                warnings = _size_warnings(results, native)
             if target is not None:
                 results = [upscaled(result, *target) for result in results]
             self._succeed(job, spec, results, warnings)
@@ -224,7 +227,7 @@ class Worker:
                 self._fail(job.id, "the server stopped while this job was running", progress)
             else:
                 done = exc.done if target is None else [upscaled(result, *target) for result in exc.done]
-                self._succeed(job, spec, done, warnings, status="cancelled")
+                self._succeed(job, spec, done, _size_warnings(exc.done, native), status="cancelled")
         except Cancelled:
             if self._stopping.is_set() and not cancel.is_set():
                 self._fail(job.id, "the server stopped while this job was running", progress)
@@ -282,18 +285,25 @@ class Worker:
 
 
 def _sized(painter: Painter, spec: JobSpec, params: GenerationParams
-           ) -> tuple[GenerationParams, tuple[int, int] | None, list[str]]:
-    """The params to paint, the size to upscale to (A1111's default size on a smaller model) and the
-    warnings about the size (core.sizes)."""
+           ) -> tuple[GenerationParams, tuple[int, int] | None]:
+    """The params to paint (`Painter.generate` checks them) and the size to upscale to (A1111's default
+    size on a smaller model)."""
     native, target = painter.native_size, None
     width, height = spec.params.width, spec.params.height
     if spec.fit_native and paints_native_for_a1111(width, height, native):
         assert width is not None and height is not None
         target, params = (width, height), replace(params, width=native, height=native)
-    params = painter.resolve(params)
+    return params, target
+
+
+def _size_warnings(results: list[GeneratedImage], native: int) -> list[str]:
+    """What the size the pictures were painted at means for this model (core.sizes)."""
+    if not results:
+        return []
+    params = results[0].params
     assert params.width is not None and params.height is not None
     warning = size_warning(params.width, params.height, native)
-    return params, target, [warning] if warning else []
+    return [warning] if warning else []
 
 
 def _out_of_memory(exc: Exception) -> bool:
