@@ -12,6 +12,8 @@ nothing. Times are the database's clock, so the machines' clocks need not agree.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 import uuid
@@ -59,7 +61,8 @@ class PgJobStore:
 
     def __init__(self, url: str, *, owner: str | None = None, lease_s: float = 30.0) -> None:
         self.url = url
-        self.owner = owner or uuid.uuid4().hex
+        # host and pid first: an operator (or a test) can tell which process runs a job
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.lease_s = lease_s
         self.recovered = 0
         self._lock = threading.Lock()

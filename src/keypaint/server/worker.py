@@ -193,6 +193,15 @@ class Worker:
             self.progress = None
             self._bump()
 
+    def run_to_outcome(self, job: JobRecord) -> Outcome:
+        """Run a claimed job here and hand back its outcome (keypaint.cluster's Painter replicas)."""
+        outcome = self._outcomes.setdefault(job.id, Outcome())
+        try:
+            self.run_claimed(job)
+        finally:
+            self._outcomes.pop(job.id, None)
+        return outcome
+
     def _run(self, job: JobRecord) -> None:
         spec = JobSpec.from_json(job.spec)
         cancel = self._cancel[job.id]
