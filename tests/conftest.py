@@ -30,6 +30,29 @@ def tiny_sd1():
     return tiny_model(ModelKind.SD1)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A PostgreSQL server for the session (tests/postgres.py); skipped, saying why, without the binaries."""
+    from tests.postgres import binaries, start_postgres
+
+    found = binaries()
+    if found is None:
+        pytest.skip("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+    server = start_postgres(found)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres, request: pytest.FixtureRequest) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty database on the session's PostgreSQL, for one test."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return postgres.new_database(name)
+
+
 @pytest.fixture
 def umask_022() -> Iterator[None]:
     """Files written in the test get the permissions a usual umask gives (0644)."""

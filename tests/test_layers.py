@@ -33,6 +33,7 @@ LAYER = {
     **dict.fromkeys(["bench", "builtin", "data", "explain", "finetune", "outputs", "scorer", "training"], 3),
     "cli": 4,
     "server": 4,
+    "cluster": 4,  # keypaint serve --ray and generate --ray: the server and the CLI's work on Ray
     "api": 5,  # keypaint.Painter: the core Painter handed the built-in model, scorer and writer
     "__init__": 5,  # keypaint/__init__.py: the public names, imported on first use
     "__main__": 5,

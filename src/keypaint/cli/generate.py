@@ -114,6 +114,14 @@ def generate_command(
         bool, typer.Option("--no-c2pa", help="do not sign C2PA content credentials (recorded)")
     ] = False,
     max_pixels: Annotated[int, typer.Option(help="pixel budget per picture")] = Limits().max_pixels,
+    prompts: Annotated[Path | None, typer.Option(
+        help="a file of prompts (one a line, or JSON objects of parameters): pictures to OUT/NNNNNN-K.png, "
+             "those already there skipped")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="with --prompts: paint across a Ray cluster")] = False,
+    address: Annotated[str | None, typer.Option(help="with --ray: the Ray cluster (default: start one)")
+                       ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="with --ray: painters (default: one per GPU, "
+                                                "else per CPU)")] = None,
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
     ] = None,
@@ -154,6 +162,18 @@ def generate_command(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lcm:
         overrides = _lcm_preset(overrides)
+    if prompts is not None or ray:  # many prompts, resumable, here or across a Ray cluster (cli/bulk_cmd.py)
+        from functools import partial
+
+        from keypaint.builtin import builtin_files
+        from keypaint.cli.bulk_cmd import generate_bulk
+        from keypaint.core.painter import Painter
+
+        load = partial(Painter.load, model, device=device, dtype=dtype, vae=vae, allow_pickle=allow_pickle,
+                       home=home, limits=limits, max_model_bytes=max_model_bytes, builtin=builtin_files())
+        generate_bulk(prompts, overrides, load, out, ray=ray, address=address, workers=workers,
+                      console=console)
+        return
     params = _base_params(from_image, overrides)
     check_format(format)
     check_writable(out)

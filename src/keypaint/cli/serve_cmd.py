@@ -27,8 +27,12 @@ def serve_command(
     ] = None,
     out: Annotated[Path, typer.Option(help="gallery folder; pictures go to OUT/YYYY-MM-DD/")
                    ] = Path("outputs"),
-    db: Annotated[Path | None, typer.Option(help="job database (default: OUT/keypaint-server.sqlite3)")
-                  ] = None,
+    db: Annotated[str | None, typer.Option(
+        help="job database: a SQLite file (default: OUT/keypaint-server.sqlite3) or "
+             "postgresql://USER@HOST/DB, shared by several servers (and --ray's replicas)")] = None,
+    lease: Annotated[float, typer.Option(
+        min=1.0, help="with a PostgreSQL --db: seconds a silent server keeps its running job before "
+                      "another one runs it (once)")] = 30.0,
     auth: Annotated[
         str | None, typer.Option(help="require HTTP Basic USER:PASSWORD", envvar="KEYPAINT_SERVE_AUTH")
     ] = None,
@@ -55,6 +59,17 @@ def serve_command(
     fast: Fast = False,
     deep_cache: DeepCache = 1,
     token_merging: TokenMerging = 0.0,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="serve as a Ray Serve application: an ingress and Painter replicas (needs a "
+                      "PostgreSQL --db and keypaint[cluster])")] = False,
+    address: Annotated[str | None, typer.Option(help="with --ray: the Ray cluster (default: start one here)")
+                       ] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, help="with --ray: Painter replicas (default: one "
+                                                 "per GPU, else 1)")] = None,
+    min_replicas: Annotated[int | None, typer.Option(min=0, help="with --ray: autoscale from this many ...")
+                            ] = None,
+    max_replicas: Annotated[int | None, typer.Option(min=1, help="... to this many, on the queue's length")
+                            ] = None,
 ) -> None:
     """Serve the web page at /, A1111's /sdapi/v1 API and keypaint's /api job queue."""
     from keypaint.core.speed.options import SpeedOptions
@@ -65,16 +80,26 @@ def serve_command(
     speed.validate()  # before the model loads
     try:
         credentials = parse_auth(auth) if auth is not None else None
+        db_path, db_url = database(db)
         config = ServerConfig(
-            host=host, port=port, out=out, db=db, model=model, home=home, device=device, dtype=dtype,
+            host=host, port=port, out=out, db=db_path, db_url=db_url, lease_s=lease, model=model, home=home,
+            device=device, dtype=dtype,
             limits=Limits(max_pixels=max_pixels), speed=speed, max_pixel_steps=max_pixel_steps,
             max_queue=max_queue, max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials,
             token=token, allowed_origins=tuple(allow_origin or ()), allow_pickle=allow_pickle,
             max_model_bytes=model_size_limit(max_model_gb),
         )
         config.check_bind()
+        check_ray_options(ray, db_url, address, replicas, min_replicas, max_replicas)
     except ValueError as err:
         raise fail(str(err)) from None
+
+    if ray:
+        from keypaint.cluster.serve_app import run_on_ray
+
+        run_on_ray(config, address=address, replicas=replicas, min_replicas=min_replicas,
+                   max_replicas=max_replicas, console=console)
+        return
 
     import uvicorn
 
@@ -85,3 +110,36 @@ def serve_command(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"keypaint is serving http://{shown}:{port}/  (A1111 API at /sdapi/v1, jobs at /api)")
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def database(db: str | None) -> tuple[Path | None, str | None]:
+    """--db as (SQLite file, PostgreSQL URL): a URL must be PostgreSQL's."""
+    from keypaint.server.stores import is_postgres_url
+
+    if db is None:
+        return None, None
+    if is_postgres_url(db):
+        return None, db
+    if "://" in db:
+        raise ValueError(f"--db {db.split('://')[0]}://...: give a SQLite file or a postgresql:// URL")
+    return Path(db), None
+
+
+def check_ray_options(ray: bool, db_url: str | None, address: str | None, replicas: int | None,
+                      min_replicas: int | None, max_replicas: int | None) -> None:
+    """--ray's options make sense together (a `ValueError` saying what does not)."""
+    given = [name for name, value in (("--address", address), ("--replicas", replicas),
+                                      ("--min-replicas", min_replicas), ("--max-replicas", max_replicas))
+             if value is not None]
+    if not ray:
+        if given:
+            raise ValueError(f"{', '.join(given)} go with --ray")
+        return
+    if db_url is None:
+        raise ValueError("--ray needs jobs every replica can reach: give --db postgresql://USER@HOST/DB")
+    if replicas is not None and (min_replicas is not None or max_replicas is not None):
+        raise ValueError("give --replicas N for a fixed number, or --min-replicas and --max-replicas")
+    if (min_replicas is None) != (max_replicas is None):
+        raise ValueError("autoscaling needs both --min-replicas and --max-replicas")
+    if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
+        raise ValueError(f"--min-replicas {min_replicas} is more than --max-replicas {max_replicas}")

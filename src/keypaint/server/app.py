@@ -18,13 +18,13 @@ from keypaint.server.api import job_router
 from keypaint.server.config import ServerConfig
 from keypaint.server.errors import install
 from keypaint.server.explain_routes import explain_router
-from keypaint.server.job_store import JobStore
 from keypaint.server.models import ModelHost, PainterFactory
 from keypaint.server.sdapi import sdapi_router
 from keypaint.server.security import Guard
 from keypaint.server.state import ServerState
+from keypaint.server.stores import Store, open_store
 from keypaint.server.verify import find_verifier, verify_router
-from keypaint.server.worker import Worker
+from keypaint.server.worker import Worker, WorkerFactory
 
 STATIC = Path(__file__).resolve().parent / "static"
 SERVED_SUFFIXES = (".png",)
@@ -45,17 +45,21 @@ def default_factory(config: ServerConfig) -> PainterFactory:
 
 
 def create_app(config: ServerConfig, *, painter: Painter | None = None,
-               factory: PainterFactory | None = None) -> FastAPI:
-    """The app for `config`; `painter` is the model to start with (default: `factory(config.model)`)."""
+               factory: PainterFactory | None = None, store: Store | None = None,
+               worker_class: WorkerFactory = Worker) -> FastAPI:
+    """The app for `config`; `painter` is the model to start with (default: `factory(config.model)`).
+
+    `store` (default: the one `config` names) and `worker_class` let keypaint.cluster run the same app as
+    Ray Serve's ingress, whose worker hands jobs to Painter replicas instead of painting them."""
     config.check_bind()
     check_writable(config.out)
     remove_stale_leftovers(config.out)  # temporary files of saves a killed server never finished
     factory = factory or default_factory(config)
     painter = painter or factory(config.model)
-    store = JobStore(config.db_path)
+    store = store or open_store(config)
     host = ModelHost(factory, painter, home=config.home, allow_pickle=config.allow_pickle,
                      max_model_bytes=config.max_model_bytes)
-    worker = Worker(store, host, config)
+    worker = worker_class(store, host, config)
     state = ServerState(config, store, host, worker)
 
     @asynccontextmanager

@@ -38,6 +38,9 @@ class ServerConfig:
     preview_interval_s: float = 0.25  # at most one preview image per this many seconds
     allow_pickle: bool = False  # load .ckpt/.pt/.bin models (weights only), at start and per request
     max_model_bytes: int | None = None  # largest model file or folder; None: models.preflight's default
+    # jobs in PostgreSQL (server.pg_job_store) instead of the SQLite file: several processes share them
+    db_url: str | None = None  # postgresql://USER@HOST:PORT/DB
+    lease_s: float = 30.0  # a runner silent this long is gone: its job runs elsewhere (once)
 
     @property
     def db_path(self) -> Path:

@@ -93,7 +93,13 @@ class ImageRecord:
 
 
 class JobStore:
-    """Thread-safe access to the server's SQLite file (one connection, one lock: writes are tiny)."""
+    """Thread-safe access to the server's SQLite file (one connection, one lock: writes are tiny).
+
+    One process runs its jobs: nothing else claims them, so `claim` needs no owner's liveness."""
+
+    shared = False
+    poll_s = 5.0
+    owner = "this process"
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +177,31 @@ class JobStore:
                 "SELECT * FROM jobs WHERE status='queued' ORDER BY seq LIMIT 1"
             ).fetchone()
         return _job(row) if row else None
+
+    def claim(self, owner: str) -> JobRecord | None:
+        """The oldest queued job, marked running (`owner` is for shared stores: one process here)."""
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE jobs SET status='running', started=? WHERE seq=(SELECT seq FROM jobs "
+                "WHERE status='queued' ORDER BY seq LIMIT 1) RETURNING *", (time.time(),),
+            ).fetchone()
+        return _job(row) if row else None
+
+    def claim_id(self, job_id: str, owner: str) -> JobRecord | None:
+        """Job `job_id` marked running if it is still queued, else None."""
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE jobs SET status='running', started=? WHERE id=? AND status='queued' RETURNING *",
+                (time.time(), job_id),
+            ).fetchone()
+        return _job(row) if row else None
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Jobs run in this process only, where the worker stops them itself: nothing to ask elsewhere."""
+        return False
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return False
 
     def queued_count(self) -> int:
         with self._lock:

@@ -9,9 +9,9 @@ from PIL import Image
 from keypaint.errors import InvalidParams, KeypaintError
 from keypaint.server.config import ServerConfig
 from keypaint.server.errors import rename
-from keypaint.server.job_store import JobStore
 from keypaint.server.models import ModelHost
 from keypaint.server.spec import JobSpec, check_budget
+from keypaint.server.stores import Store
 from keypaint.server.uploads import decode_upload
 from keypaint.server.worker import Worker
 
@@ -19,7 +19,7 @@ from keypaint.server.worker import Worker
 @dataclass
 class ServerState:
     config: ServerConfig
-    store: JobStore
+    store: Store
     host: ModelHost
     worker: Worker
 

@@ -1,6 +1,7 @@
 """The worker: one thread that runs queued jobs in order through the one `Painter`.
 
-Jobs come from the SQLite queue, so the order survives restarts. A running job is stopped between
+Jobs come from the store's queue (SQLite, or PostgreSQL shared with other processes that claim jobs from
+it too), so the order survives restarts. A running job is stopped between
 denoising steps (`should_stop`) when it is cancelled, interrupted, or its synchronous client leaves.
 A job that fails, out-of-memory included, fails alone: the worker reports it and takes the next one.
 """
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ from keypaint.errors import Cancelled, KeypaintError
 from keypaint.outputs.results import infotext_for, metadata_for, save_generated
 from keypaint.outputs.saving import output_dir
 from keypaint.server.config import ServerConfig
-from keypaint.server.job_store import JobKind, JobRecord, JobStatus, JobStore
+from keypaint.server.job_store import JobKind, JobRecord, JobStatus
 from keypaint.server.models import ModelHost
 from keypaint.server.spec import JobSpec
+from keypaint.server.stores import Store
 from keypaint.server.uploads import open_picture, preview_png
 
 log = logging.getLogger("keypaint.server")
@@ -70,7 +73,7 @@ class Outcome:
 class Worker:
     """Owns the queue's consumer thread and the state the HTTP side reads."""
 
-    def __init__(self, store: JobStore, host: ModelHost, config: ServerConfig) -> None:
+    def __init__(self, store: Store, host: ModelHost, config: ServerConfig) -> None:
         self.store = store
         self.host = host
         self.config = config
@@ -78,6 +81,7 @@ class Worker:
         self.progress: Progress | None = None
         self._recent: OrderedDict[str, Progress] = OrderedDict()  # last progress of finished jobs
         self._cancel: dict[str, threading.Event] = {}
+        self._claiming = threading.Lock()  # a cancel waits while a job is claimed, so it never misses it
         self._outcomes: dict[str, Outcome] = {}
         self._pending = threading.Event()  # set whenever a job may have been queued
         self._stopping = threading.Event()
@@ -121,15 +125,16 @@ class Worker:
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job at once, or stop the running one at its next step; False if neither."""
-        if self.store.cancel_queued(job_id):
-            self._settle(job_id, "cancelled", error="cancelled")
-            self._bump()
-            return True
-        event = self._cancel.get(job_id)
-        if event is not None:
-            event.set()
-            return True
-        return False
+        with self._claiming:
+            if self.store.cancel_queued(job_id):
+                self._settle(job_id, "cancelled", error="cancelled")
+                self._bump()
+                return True
+            event = self._cancel.get(job_id)
+            if event is not None:
+                event.set()
+                return True
+            return self.store.request_cancel(job_id)  # running in another process of a shared store
 
     def interrupt(self) -> str | None:
         """Stop whatever is running (A1111's /interrupt); the job's id, or None if idle."""
@@ -162,25 +167,40 @@ class Worker:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             self._pending.clear()  # before looking: a job queued after this sets it again
-            job = self.store.next_queued()
+            with self._claiming:
+                job = self.store.claim(self.store.owner)
+                if job is not None:
+                    self._cancel[job.id] = threading.Event()
             if job is None:
-                self._pending.wait(timeout=5.0)
+                if self.store.shared:  # jobs of other processes change under us: streams look again
+                    self._bump()
+                self._pending.wait(timeout=self.store.poll_s)
                 continue
-            self._cancel[job.id] = threading.Event()  # before the start, so a cancel never misses it
-            if not self.store.start(job.id):
-                self._cancel.pop(job.id, None)
-                continue  # cancelled between the read and the start
-            self.progress = Progress(job.id, time.time())
+            self.run_claimed(job)
+
+    def run_claimed(self, job: JobRecord) -> None:
+        """Run `job`, which the store has marked running as ours, to its end (never raises)."""
+        self._cancel.setdefault(job.id, threading.Event())
+        self.progress = Progress(job.id, time.time())
+        self._bump()
+        try:
+            self._run(job)
+        finally:
+            self._cancel.pop(job.id, None)
+            self._recent[job.id] = self.progress
+            while len(self._recent) > 64:
+                self._recent.popitem(last=False)
+            self.progress = None
             self._bump()
-            try:
-                self._run(job)
-            finally:
-                self._cancel.pop(job.id, None)
-                self._recent[job.id] = self.progress
-                while len(self._recent) > 64:
-                    self._recent.popitem(last=False)
-                self.progress = None
-                self._bump()
+
+    def run_to_outcome(self, job: JobRecord) -> Outcome:
+        """Run a claimed job here and hand back its outcome (keypaint.cluster's Painter replicas)."""
+        outcome = self._outcomes.setdefault(job.id, Outcome())
+        try:
+            self.run_claimed(job)
+        finally:
+            self._outcomes.pop(job.id, None)
+        return outcome
 
     def _run(self, job: JobRecord) -> None:
         spec = JobSpec.from_json(job.spec)
@@ -213,8 +233,10 @@ class Worker:
                             log.exception("preview of job %s failed", job.id)
                     self._bump()
 
+                asked = _CancelWatch(self.store, job.id)
+
                 def should_stop() -> bool:
-                    return cancel.is_set() or self._stopping.is_set()
+                    return cancel.is_set() or self._stopping.is_set() or asked()
 
                 params, target = _sized(painter, spec, spec.with_pictures(init, mask))
                 results = painter.generate(params, on_step=on_step, should_stop=should_stop)
@@ -282,6 +304,24 @@ class Worker:
         if outcome is not None:
             outcome.status, outcome.error = status, error
             outcome.done.set()
+
+
+WorkerFactory = Callable[[Store, ModelHost, ServerConfig], Worker]
+
+
+class _CancelWatch:
+    """Whether a shared store was asked to cancel this job from another process (read at most twice a
+    second, so a step costs no query)."""
+
+    def __init__(self, store: Store, job_id: str, every_s: float = 0.5) -> None:
+        self._store, self._job_id, self._every_s = store, job_id, every_s
+        self._next = time.monotonic() + every_s
+
+    def __call__(self) -> bool:
+        if not self._store.shared or time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self._every_s
+        return self._store.cancel_requested(self._job_id)
 
 
 def _sized(painter: Painter, spec: JobSpec, params: GenerationParams

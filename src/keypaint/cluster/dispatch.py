@@ -1,0 +1,64 @@
+"""`DispatchWorker`: the ingress's worker, which hands queued jobs to Painter replicas instead of painting.
+
+It watches the shared store's queue and asks the Painter deployment to run each queued job it has not
+handed out yet (Ray Serve queues the asks and scales the replicas on their number). A job whose replica
+died is queued again by the store (its lease) and simply handed out again; one asked of two replicas runs
+once (`claim_id`). A restarted ingress finds the queue where the old one left it and hands it out anew.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from keypaint.server.config import ServerConfig
+from keypaint.server.job_store import FINISHED, JobRecord
+from keypaint.server.models import ModelHost
+from keypaint.server.stores import Store
+from keypaint.server.worker import Worker
+
+log = logging.getLogger("keypaint.cluster")
+
+
+class DispatchWorker(Worker):
+    def __init__(self, store: Store, host: ModelHost, config: ServerConfig, painters: Any) -> None:
+        super().__init__(store, host, config)
+        self._painters = painters  # the Painter deployment's handle
+        self._handed: set[str] = set()  # jobs asked of a replica and not answered yet
+
+    def _loop(self) -> None:
+        with ThreadPoolExecutor(max_workers=self.config.max_queue + 4, thread_name_prefix="dispatch") as pool:
+            while not self._stopping.is_set():
+                self._pending.clear()
+                for job in reversed(self.store.list_jobs(self.config.max_queue * 2, "queued")):
+                    mine = job.kind == "job" or job.id in self._outcomes  # another ingress's client waits
+                    if job.id not in self._handed and mine:
+                        self._handed.add(job.id)
+                        pool.submit(self._hand_out, job)
+                self._settle_lost()
+                self._bump()  # jobs change on the replicas: event streams look again
+                self._pending.wait(self.store.poll_s)
+
+    def _hand_out(self, job: JobRecord) -> None:
+        try:
+            answer = self._painters.run.remote(job.id).result()
+            outcome = self._outcomes.get(job.id)
+            if answer["status"] != "taken" and outcome is not None:
+                outcome.images, outcome.infotexts = answer["images"], answer["infotexts"]
+                outcome.paths, outcome.warnings = answer["paths"], answer["warnings"]
+                self._settle(job.id, answer["status"], error=answer["error"])
+        except Exception as exc:  # the replica died: its lease runs out and the store queues the job again
+            log.warning("job %s: its replica stopped (%s); the store will hand it out again", job.id, exc)
+        finally:
+            self._handed.discard(job.id)
+            self._pending.set()
+
+    def _settle_lost(self) -> None:
+        """A synchronous request whose job ended without an answer here (its replica died): say so."""
+        for job_id, outcome in list(self._outcomes.items()):
+            if outcome.done.is_set() or job_id in self._handed:
+                continue
+            job = self.store.get_job(job_id)
+            if job is not None and job.status in FINISHED:
+                self._settle(job_id, job.status, error=job.error)
