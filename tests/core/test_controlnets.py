@@ -44,7 +44,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, tiny_sd1: LoadedModel, sdxl: 
         net = tiny_controlnet(model)
         net.save_pretrained(folder / f"{kind}-folder")
         save_single_file(net, folder / f"{kind}-a1111.safetensors")  # control_model.input_blocks...
-        save_single_file(net, folder / f"{kind}-plain.safetensors", prefix="")  # input_blocks..., zero_convs...
+        save_single_file(net, folder / f"{kind}-plain.safetensors", prefix="")  # input_blocks., zero_convs.
     save_single_file(tiny_controlnet(tiny_sd1, seed=1), folder / "sd1-other.safetensors")
     return home
 
@@ -121,8 +121,8 @@ def test_a_controlnet_of_another_family_is_refused_before_loading(home: Path, sd
 
 def test_names_are_looked_up_in_the_folder_and_listed_when_unknown(home: Path) -> None:
     assert [f.name for f in list_controlnets(home)][:3] == ["sd1-a1111", "sd1-folder", "sd1-other"]
-    assert find_controlnet("sd1-a1111 [0123abcd]", home).path.suffix == ".safetensors"  # A1111's "NAME [hash]"
-    with pytest.raises(ModelError, match="unknown ControlNet 'nope'.*holds: sd1-a1111, sd1-folder"):
+    assert find_controlnet("sd1-a1111 [0123abcd]", home).path.suffix == ".safetensors"  # A1111: "NAME [hash]"
+    with pytest.raises(ModelError, match=r"unknown ControlNet 'nope'.*holds: sd1-a1111, sd1-folder"):
         find_controlnet("nope", home)
     with pytest.raises(ModelError, match="unknown ControlNet"):
         find_controlnet("../controlnet/sd1-a1111", home)  # names only, never paths
