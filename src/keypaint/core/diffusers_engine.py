@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from keypaint.core.adapters import Adapters
+    from keypaint.core.control import ControlUnit
     from keypaint.core.controlnets import ControlNets, PreparedControl
     from keypaint.core.engine import StepReport, StopCheck
     from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
@@ -97,15 +98,25 @@ class DiffusersEngine:
         return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings,
                             control)
 
+    def check_control(self, units: tuple[ControlUnit, ...]) -> None:
+        """The units' ControlNets are there and made for this model (headers only; `ModelError` if not)."""
+        self.controlnets.check(units)
+
+    @property
+    def controlnets(self) -> ControlNets:
+        if self._controlnets is None:
+            from keypaint.core.controlnets import ControlNets
+
+            self._controlnets = ControlNets(self.model, self.home)
+        return self._controlnets
+
     def _prepare_control(self, params: GenerationParams) -> PreparedControl | None:
         if not params.control_units:
             return None
-        from keypaint.core.controlnets import ControlNets, prepare_control
+        from keypaint.core.controlnets import prepare_control
 
-        if self._controlnets is None:
-            self._controlnets = ControlNets(self.model, self.home)
         assert params.width is not None and params.height is not None
-        return prepare_control(self._controlnets, params.control_units, params.width, params.height,
+        return prepare_control(self.controlnets, params.control_units, params.width, params.height,
                                params.mask)
 
     def run_batch(self, job: DiffusersJob, seeds: list[int], on_step: StepReport | None,
