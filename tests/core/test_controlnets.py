@@ -132,5 +132,6 @@ def test_single_files_take_the_shipped_config_of_their_family(home: Path) -> Non
     sd15 = single_file_config({}, xl=False)
     assert sd15["cross_attention_dim"] == 768 and sd15["block_out_channels"] == [320, 640, 1280, 1280]
     assert single_file_config({}, xl=True)["addition_embed_type"] == "text_time"
+    assert single_file_config({"cross_attention_dim": 1024}, xl=False)["use_linear_projection"] is True  # SD2
     header = architecture(find_controlnet("sdxl-a1111", home))
     assert header.xl and header.context == 64  # read from the header, no weights loaded

@@ -142,7 +142,8 @@ def check_fits(file: ControlNetFile, model: LoadedModel) -> None:
 
 def single_file_config(unet_config: dict[str, Any], xl: bool) -> dict[str, Any]:
     """The shipped config of the family, with the U-Net's encoder layout on top."""
-    config = read_json(CONFIGS_DIR / ("controlnet-sdxl" if xl else "controlnet-sd15") / "config.json")
+    family = "sdxl" if xl else "sd2" if unet_config.get("cross_attention_dim") == 1024 else "sd15"
+    config = read_json(CONFIGS_DIR / f"controlnet-{family}" / "config.json")
     config.update({k: unet_config[k] for k in STRUCTURE if k in unet_config})
     return config
 
