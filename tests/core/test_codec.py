@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from keypaint.core.codec import JSON_FIELDS, params_from_json, params_to_json
+from keypaint.core.control import ControlUnit, Preprocess
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import LCM_LORA, apply_preset
 from keypaint.core.samplers import Sampler
@@ -21,6 +22,7 @@ FULL = GenerationParams(
     sampler=Sampler.EULER_A, seed=42, width=256, height=320, batch_size=2, batch_count=3, strength=0.4,
     best_of=2, loras=(LoraRef("zqstyle", 0.8), LoraRef("keypaint-lcm", 1.0)), embeddings=("zqword",),
     expand_keywords=False,
+    control_units=(ControlUnit("lines", preprocess=Preprocess.CANNY, weight=0.5, image_sha256="ab" * 32),),
 )
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from keypaint.cli import control_options as control
 from keypaint.cli.errors import option_names, stderr, user_errors
 from keypaint.cli.inputs import parse_size, read_image
 from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
@@ -26,7 +27,7 @@ OPTIONS = {
     "guidance_scale": "--cfg", "seed": "--seed", "width": "--size", "height": "--size", "size": "--size",
     "batch_size": "--batch", "batch_count": "--count", "init_image": "--init", "strength": "--strength",
     "mask": "--mask", "best_of": "--best-of", "lora": "--lora", "embedding": "--embedding",
-    "expand_keywords": "--expand", "format": "--format",
+    "expand_keywords": "--expand", "format": "--format", **control.OPTIONS,
 }
 
 
@@ -125,6 +126,12 @@ def generate_command(
     home: Annotated[
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
     ] = None,
+    control_model: control.ControlModel = None,
+    control_image: control.ControlImage = None,
+    control_preprocess: control.ControlPreprocess = None,
+    control_weight: control.ControlWeight = None,
+    control_start: control.ControlStart = None,
+    control_end: control.ControlEnd = None,
 ) -> None:
     """Make pictures from keywords and save them with their parameters."""
     from keypaint.outputs.saving import check_format, check_writable, output_dir
@@ -165,16 +172,18 @@ def generate_command(
     if prompts is not None or ray:  # many prompts, resumable, here or across a Ray cluster (cli/bulk_cmd.py)
         from functools import partial
 
-        from keypaint.builtin import builtin_files
+        from keypaint.builtin import MODEL
         from keypaint.cli.bulk_cmd import generate_bulk
         from keypaint.core.painter import Painter
 
         load = partial(Painter.load, model, device=device, dtype=dtype, vae=vae, allow_pickle=allow_pickle,
-                       home=home, limits=limits, max_model_bytes=max_model_bytes, builtin=builtin_files())
+                       home=home, limits=limits, max_model_bytes=max_model_bytes, builtin=MODEL)
         generate_bulk(prompts, overrides, load, out, ray=ray, address=address, workers=workers,
                       console=console)
         return
     params = _base_params(from_image, overrides)
+    params = control.apply_control_options(params, control_model, control_image, control_preprocess,
+                                           control_weight, control_start, control_end)
     check_format(format)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
@@ -269,6 +278,9 @@ def _base_params(from_image: Path | None, overrides: dict[str, Any]) -> Generati
     from keypaint.outputs.metadata import params_from_metadata, read_metadata
 
     params = params_from_metadata(read_metadata(from_image), **overrides)
+    from keypaint.outputs.control_images import load_control_images
+
+    params = load_control_images(params, from_image.parent)  # kept beside the picture (controls/)
     if params.init_image is None and ((params_mode := _stored_mode(from_image)) != "txt2img"):
         raise InvalidParams(
             "--init", f"{from_image} was made with {params_mode}: give its --init image again"

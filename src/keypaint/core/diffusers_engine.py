@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from keypaint.core.adapters import Adapters
+    from keypaint.core.control import ControlUnit
+    from keypaint.core.controlnets import ControlNets, PreparedControl
     from keypaint.core.engine import StepReport, StopCheck
     from keypaint.core.onnx_coldstart.record import BundleRecorder
     from keypaint.core.params import GenerationParams
@@ -36,6 +38,7 @@ class DiffusersJob:
     embeds: PromptEmbeddings
     extra: dict[str, Any]
     plain_prompt: bool  # no LoRA tag or embedding changed the prompt: the run may feed the frozen bundle
+    control: PreparedControl | None = None  # the request's ControlNets, loaded, and their maps
 
 
 class DiffusersEngine:
@@ -50,6 +53,7 @@ class DiffusersEngine:
         self.home = home
         self.builtin = builtin  # the built-in model's files: its fast-path runs feed its frozen bundle
         self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
+        self._controlnets: ControlNets | None = None  # loaded on the first request with control units
 
     @property
     def name(self) -> str:
@@ -74,6 +78,7 @@ class DiffusersEngine:
     def prepare(self, params: GenerationParams) -> DiffusersJob:
         from keypaint.prompts.encode import encode_prompts
 
+        control = self._prepare_control(params)  # a ControlNet of another family is refused before any work
         # apply the LoRAs asked for, and encode the keywords (with any embeddings) once for the whole run
         active = self.adapters.activate(params)
         prompt = active.prompt
@@ -88,11 +93,35 @@ class DiffusersEngine:
         )
         extra: dict[str, Any] = dict(active.extra)
         extra.update(approximations(self.run.speed.options))  # they change the picture: recorded beside it
-        return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings)
+        if control is not None:
+            extra.update(control.infotext())
+        return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings,
+                            control)
+
+    def check_control(self, units: tuple[ControlUnit, ...]) -> None:
+        """The units' ControlNets are there and made for this model (headers only; `ModelError` if not)."""
+        self.controlnets.check(units)
+
+    @property
+    def controlnets(self) -> ControlNets:
+        if self._controlnets is None:
+            from keypaint.core.controlnets import ControlNets
+
+            self._controlnets = ControlNets(self.model, self.home)
+        return self._controlnets
+
+    def _prepare_control(self, params: GenerationParams) -> PreparedControl | None:
+        if not params.control_units:
+            return None
+        from keypaint.core.controlnets import prepare_control
+
+        assert params.width is not None and params.height is not None
+        return prepare_control(self.controlnets, params.control_units, params.width, params.height,
+                               params.mask)
 
     def run_batch(self, job: DiffusersJob, seeds: list[int], on_step: StepReport | None,
                   should_stop: StopCheck | None) -> list[Image.Image]:
-        return self.run.run_batch(job.params, seeds, job.embeds, on_step, should_stop)
+        return self.run.run_batch(job.params, seeds, job.embeds, on_step, should_stop, job.control)
 
     def finish(self, job: DiffusersJob) -> None:
         """After a CPU fast-path txt2img run of the built-in model, add what it used to the frozen bundle."""

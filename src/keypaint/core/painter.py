@@ -247,6 +247,8 @@ class Painter:
         if self._engines and not self.loaded and not files.loras and not files.embeddings:
             return resolved  # an engine without the model (the frozen bundle) may run it: nothing to check
         self.adapters.fit(files)  # LoRA and embedding files fit this model
+        if params.control_units:
+            self._full().check_control(params.control_units)  # ControlNets made for this model's family
         return resolved
 
     def generate(

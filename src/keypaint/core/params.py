@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
+from keypaint.core.control import ControlUnit, validate_units
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 
@@ -65,6 +66,7 @@ class GenerationParams:
     loras: tuple[LoraRef, ...] = ()  # LoRAs applied with their weights (A1111's <lora:name:w> also works)
     embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
     expand_keywords: bool = True  # a keyword the model knows brings its trained tags (keywords.vocabulary)
+    control_units: tuple[ControlUnit, ...] = ()  # ControlNets steering the picture (core.control)
 
     @classmethod
     def from_keywords(
@@ -119,6 +121,7 @@ class GenerationParams:
                 f"{self.init_image.size[0]}x{self.init_image.size[1]}",
             )
         self._validate_adapters(limits)
+        validate_units(self.control_units)
 
     def _validate_adapters(self, limits: Limits) -> None:
         if len(self.loras) > limits.max_adapters or len(self.embeddings) > limits.max_adapters:

@@ -10,7 +10,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
+from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    DiffusionPipeline,
+)
 from PIL import Image
 
 from keypaint.core.denoised import DenoisedTracker
@@ -21,6 +26,7 @@ from keypaint.errors import Cancelled
 from keypaint.models.loaded import LoadedModel, ModelKind
 
 if TYPE_CHECKING:
+    from keypaint.core.controlnets import PreparedControl
     from keypaint.core.speed import Accelerated
     from keypaint.prompts.encode import PromptEmbeddings
 
@@ -45,12 +51,14 @@ class PipelineRun:
         embeds: PromptEmbeddings,
         on_step: StepReport | None,
         should_stop: Callable[[], bool] | None,
+        control: PreparedControl | None = None,
     ) -> list[Image.Image]:
         assert params.width is not None and params.height is not None
         if params.mode != "txt2img" and params.strength == 0:
             # Zero strength runs no step of the reverse chain: the picture is the init image through the VAE.
             return self.vae_roundtrip(params, len(seeds))
-        pipe = self.pipe("inpaint" if self.model.inpainting else params.mode)
+        mode = "inpaint" if self.model.inpainting else params.mode
+        pipe = self.pipe(mode) if control is None else self.control_pipe(mode, control)
         pipe.scheduler = make_scheduler(params.sampler, self.base_scheduler_config, seeds)
         # one CPU generator per picture: noise depends on the seed alone, not on the device or batch
         generators = cpu_generators(seeds)
@@ -78,6 +86,8 @@ class PipelineRun:
             kwargs["mask_image"] = Image.new("L", size, 255)
             kwargs.setdefault("image", Image.new("RGB", size, (127, 127, 127)))
             kwargs.setdefault("strength", 1.0)
+        if control is not None:
+            kwargs.update(control.pipeline_kwargs(mode))
         total_steps = steps_run(params)
 
         tracker = DenoisedTracker(
@@ -127,6 +137,16 @@ class PipelineRun:
             pipe.set_progress_bar_config(disable=True)
             self.pipes[mode] = pipe
         return self.pipes[mode]
+
+    def control_pipe(self, mode: str, control: PreparedControl) -> DiffusionPipeline:
+        """diffusers' ControlNet pipeline for a mode (SD or SDXL; txt2img, img2img or inpaint) around the
+        plain model's components and the request's ControlNets: a fast path's stand-in U-Net takes no
+        residuals."""
+        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image}.get(
+            mode, AutoPipelineForInpainting)
+        pipe = auto.from_pipe(self.model.pipe, controlnet=control.controlnet)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
 
 def steps_run(params: GenerationParams) -> int:

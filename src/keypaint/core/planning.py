@@ -46,6 +46,8 @@ def plan_request(
     files = resolve_files(params, home, shipped_loras)
     if files.loras and options.fast:
         _check_fast_loras(options, device, backend)
+    if params.control_units:
+        _check_control(params, home, options)
     if policy is not None:
         policy.check(params.prompt)
     return files
@@ -66,6 +68,17 @@ def _check_fast_loras(options: SpeedOptions, device: str | None, backend: str | 
         foreseen = "onnxruntime" if pick_device(device).type == "cpu" else "compile"
     if foreseen != "onnxruntime":
         raise InvalidParams("lora", "LoRAs run on the CPU fast path only; drop --fast or use --device cpu")
+
+
+def _check_control(params: GenerationParams, home: Path | None, options: SpeedOptions) -> None:
+    """The ControlNets named are in <home>/controlnet. They run on the plain pipeline (a fast path's
+    stand-in U-Net takes no residuals), which DeepCache would change under them."""
+    from keypaint.core.controlnets import architecture, find_controlnet
+
+    for unit in params.control_units:
+        architecture(find_controlnet(unit.model, home))  # found, and a ControlNet by its header
+    if options.deep_cache > 1:
+        raise InvalidParams("control", "ControlNet needs every U-Net block each step; drop --deep-cache")
 
 
 def fill_in(params: GenerationParams, native_size: int, limits: Limits) -> GenerationParams:

@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any
 
+from keypaint.core.control import units_from_infotext
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import SPECS, from_infotext
 from keypaint.errors import InvalidParams
@@ -80,10 +81,15 @@ def build_infotext(
         fields[key] = value
     fields["Version"] = f"keypaint {package_version('keypaint')}"
 
-    line = ", ".join(key if key == value else f"{key}: {quote(_format(value), split_safe=key not in _A1111)}"
+    line = ", ".join(key if key == value else f"{key}: {quote(_format(value), split_safe=not _is_a1111(key))}"
                      for key, value in fields.items() if value is not None)
     negative = f"\n{_NEGATIVE} {params.negative_prompt}" if params.negative_prompt else ""
     return f"{params.prompt}{negative}\n{line}".strip()
+
+
+def _is_a1111(key: str) -> bool:
+    """A1111's own fields and sd-webui-controlnet's "ControlNet N" are quoted as A1111 quotes them."""
+    return key in _A1111 or bool(re.fullmatch(r"ControlNet \d+", key))
 
 
 def quote(text: str, *, split_safe: bool = False) -> str:
@@ -165,6 +171,8 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
         values["strength"] = _float_field("strength", "Denoising strength", wanted["Denoising strength"])
     if "Keyword expansion" in wanted:
         values["expand_keywords"] = wanted["Keyword expansion"].strip().lower() != "off"
+    if "control_units" not in overrides:  # sd-webui-controlnet's units, without their pictures
+        values["control_units"] = units_from_infotext(info)
     return make_params(values, overrides)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keypaint.core.painter import GeneratedImage
+from keypaint.outputs.control_images import save_control_images
 from keypaint.outputs.files import write_new, write_numbered
 from keypaint.outputs.infotext import build_infotext
 from keypaint.outputs.metadata import reproduction_metadata
@@ -63,6 +64,7 @@ def save_generated(
     """
     check_format(format)
     data = encode_generated(result, format, provenance)
+    save_control_images(result.params, folder)  # beside the picture, for --from (outputs.control_images)
     return write_numbered(data, folder, stem_hint=str(result.seed), ext=EXTENSIONS[format])
 
 
@@ -73,6 +75,7 @@ def save_generated_as(result: GeneratedImage, path: Path, *, provenance: Provena
     `OutputError` if `path` exists: a picture is never overwritten.
     """
     format = format_of(path)
+    save_control_images(result.params, Path(path).parent)
     return write_new(encode_generated(result, format, provenance), Path(path))
 
 

@@ -22,6 +22,7 @@ from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 from keypaint.keywords.syntax import keywords as split_keywords
+from keypaint.server.controlnet_api import ControlField, job_units, with_control
 from keypaint.server.errors import FieldError
 from keypaint.server.fields import Float, Int, Text
 from keypaint.server.job_store import FINISHED, ImageRecord, JobRecord
@@ -73,6 +74,7 @@ class JobRequest(BaseModel):
     # a name from core.presets ("lcm": LCM sampler, 4 steps, CFG 1 and the built-in LCM-LoRA) filling in
     # the fields this request leaves out; it never overrides one the request gives
     preset: str | None = None
+    control_units: list[ControlField] | None = None  # ControlNets by name in <home>/controlnet
 
     def job_spec(self) -> JobSpec:
         self._check_names()
@@ -121,7 +123,7 @@ def job_router(state: ServerState) -> APIRouter:
 
     @router.post("/jobs", status_code=202)
     def submit(body: JobRequest) -> JSONResponse:
-        spec = body.job_spec()
+        spec = with_control(body.job_spec(), job_units(body.control_units, state))
         init_raw, init = state.upload(body.init_image, "init_image") if body.init_image else (None, None)
         mask_raw, mask = state.upload(body.mask, "mask") if body.mask else (None, None)
         spec = state.check(spec, init, mask, {"lora": "loras", "embedding": "embeddings"}, "model")
@@ -212,7 +214,8 @@ def job_json(state: ServerState, job: JobRecord) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": job.id, "kind": job.kind, "status": job.status, "created": job.created, "started": job.started,
         "finished": job.finished, "error": job.error, "request": job.spec.get("request", {}),
-        "params": {k: v for k, v in job.spec.items() if k != "request"}, "info": job.info,
+        "params": {k: v for k, v in job.spec.items() if k not in ("request", "control_images")},
+        "info": job.info,
     }
     if job.status == "queued":
         data["position"] = state.store.position(job)

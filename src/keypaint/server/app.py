@@ -16,6 +16,7 @@ from keypaint.outputs.leftovers import remove_stale_leftovers
 from keypaint.outputs.saving import check_writable
 from keypaint.server.api import job_router
 from keypaint.server.config import ServerConfig
+from keypaint.server.controlnet_api import controlnet_router
 from keypaint.server.errors import install
 from keypaint.server.explain_routes import explain_router
 from keypaint.server.models import ModelHost, PainterFactory
@@ -76,6 +77,7 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
     app.state.keypaint = state
     install(app, worker.retry_after)
     app.include_router(sdapi_router(state))
+    app.include_router(controlnet_router(state))  # sd-webui-controlnet's /controlnet routes
     app.include_router(job_router(state))
     app.include_router(explain_router(state))
     verifier = find_verifier()

@@ -27,6 +27,7 @@ from keypaint.outputs.infotext import parse_infotext
 from keypaint.outputs.results import save_generated
 from keypaint.server.adapter_lists import embedding_list, lora_list
 from keypaint.server.config import is_loopback
+from keypaint.server.controlnet_api import a1111_units, detected_maps, with_control
 from keypaint.server.errors import FieldError
 from keypaint.server.sdapi_models import (
     A1111_NAMES,
@@ -48,7 +49,8 @@ def sdapi_router(state: ServerState) -> APIRouter:
 
     @router.post("/txt2img")
     async def txt2img(body: Txt2ImgRequest, request: Request) -> JSONResponse:
-        spec = state.check(body.job_spec(), None, None, A1111_NAMES, "override_settings.sd_model_checkpoint")
+        spec = with_control(body.job_spec(), a1111_units(body.alwayson_scripts, state))  # sd-webui-controlnet
+        spec = state.check(spec, None, None, A1111_NAMES, "override_settings.sd_model_checkpoint")
         return await _run(state, request, body, spec, None, None)
 
     @router.post("/img2img")
@@ -158,7 +160,7 @@ def sdapi_router(state: ServerState) -> APIRouter:
 
 def _img2img_job(state: ServerState, body: Img2ImgRequest) -> tuple[JobSpec, bytes, bytes | None]:
     """The checked spec, init image and mask (inverted if asked, as A1111's inpainting_mask_invert)."""
-    spec = body.job_spec()
+    spec = with_control(body.job_spec(), a1111_units(body.alwayson_scripts, state))  # sd-webui-controlnet
     init_raw, init = state.upload((body.init_images or [""])[0], "init_images")
     mask_raw, mask = None, None
     if body.mask:
@@ -189,6 +191,10 @@ async def _run(state: ServerState, request: Request, body: Txt2ImgRequest, spec:
     if isinstance(body, Img2ImgRequest):
         parameters.update(init_images=None, mask=None)
     images = await run_in_threadpool(encoded, outcome) if body.value("send_images") else []
+    if images and spec.params.control_units:  # sd-webui-controlnet appends each unit's detected map
+        first = outcome.images[0].image if outcome.images else None
+        width, height = first.size if first else (spec.params.width, spec.params.height)
+        images += await run_in_threadpool(detected_maps, spec.params.control_units, width, height)
     # "warnings" is keypaint's own key (A1111 clients ignore it): e.g. a size far from the model's native one
     return JSONResponse({"images": images, "parameters": parameters,
                          "info": json.dumps(_info(spec, body, outcome)), "warnings": outcome.warnings})

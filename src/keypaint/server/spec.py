@@ -9,19 +9,24 @@ adapter files, content policy, as on the CLI) and then against the server's pixe
 
 from __future__ import annotations
 
+import io
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image
 
 from keypaint.core.codec import params_from_json, params_to_json
+from keypaint.core.control import with_images
+from keypaint.core.control_maps import png_bytes
 from keypaint.core.params import GenerationParams
 from keypaint.errors import InvalidParams
 
 # the params' fields in the stored job (and GET /api/jobs' "params"), in this order; best_of is not offered
 SPEC_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width", "height",
                "batch_size", "batch_count", "strength")
-SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords")
+SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords", "control_units")
+CONTROL_IMAGES = "control_images"  # the units' pictures by hash, base64 PNG: queued with the job
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,16 @@ class JobSpec:
         """The params in `core.codec`'s JSON, with the server's fields among them."""
         return {**params_to_json(self.params, SPEC_FIELDS), "model": self.model,
                 **params_to_json(self.params, SPEC_ADAPTER_FIELDS), "save": self.save,
-                "fit_native": self.fit_native, "request": self.request}
+                "fit_native": self.fit_native, "request": self.request,
+                CONTROL_IMAGES: {u.sha256: b64encode(png_bytes(u.image)).decode()
+                                 for u in self.params.control_units if u.image is not None}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         own = {"model", "save", "fit_native", "request"}
-        params = params_from_json({k: v for k, v in data.items() if k not in own})
+        params = params_from_json({k: v for k, v in data.items() if k not in own and k != CONTROL_IMAGES})
+        pictures = {sha: _picture(text) for sha, text in (data.get(CONTROL_IMAGES) or {}).items()}
+        params = replace(params, control_units=with_images(params.control_units, pictures))
         return cls(params, **{k: v for k, v in data.items() if k in own})
 
     def with_pictures(self, init_image: Image.Image | None = None, mask: Image.Image | None = None
@@ -66,3 +75,9 @@ def check_budget(params: GenerationParams, *, max_pixel_steps: int) -> None:
             f"{width}x{height} x {params.steps} steps x {params.total_images} pictures = {work} pixel-steps, "
             f"over this server's budget of {max_pixel_steps}; ask for fewer steps, pictures or pixels",
         )
+
+
+def _picture(text: str) -> Image.Image:
+    with Image.open(io.BytesIO(b64decode(text))) as image:
+        image.load()
+        return image.copy()

@@ -95,6 +95,21 @@ def test_what_the_bundle_does_not_cover_loads_the_model(cache: Path, first_run: 
     assert painter.loaded and result.image.size == (64, 64)
 
 
+def test_the_bundle_declines_control_units_for_the_diffusers_engine(
+    cache: Path, first_run: list[GeneratedImage]
+) -> None:
+    from PIL import Image
+
+    from keypaint.core.control import ControlUnit
+
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
+    [engine] = painter.engines
+    assert engine.prepare(PARAMS) is not None  # the bundle covers the request ...
+    steered = replace(PARAMS, control_units=(ControlUnit("any", image=Image.new("RGB", (64, 64))),))
+    assert engine.prepare(steered) is None  # ... but not with a ControlNet: the Painter asks the full model
+    assert not painter.loaded
+
+
 def test_the_recorder_writes_only_what_is_new(cache: Path, first_run: list[GeneratedImage]) -> None:
     painter = Painter.load(device="cpu", builtin=BUILTIN, speed=SpeedOptions(fast=True, cache_dir=cache))
     painter.generate(replace(PARAMS, batch_size=1))
