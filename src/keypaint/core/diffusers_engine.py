@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from keypaint.core.devices import dtype_name
 from keypaint.core.speed.options import SpeedOptions, approximations
+from keypaint.models.upscalers import Upscalers
 from keypaint.prompts.vocabulary import expansion_record
 
 if TYPE_CHECKING:
@@ -36,13 +37,15 @@ class DiffusersJob:
     embeds: PromptEmbeddings
     extra: dict[str, Any]
     plain_prompt: bool  # no LoRA tag or embedding changed the prompt: the run may feed the frozen bundle
+    upscaler: Any = None  # the hires fix's upscaler model (models.upscalers), loaded once per request
 
 
 class DiffusersEngine:
     """The loaded model's pipelines (`run`) and adapters; paints every request it is given."""
 
     def __init__(self, model: LoadedModel, run: PipelineRun, adapters: Adapters, options: SpeedOptions,
-                 home: Path | None, builtin: BuiltinFiles | None = None) -> None:
+                 home: Path | None, builtin: BuiltinFiles | None = None, upscalers: Upscalers | None = None
+                 ) -> None:
         self.model = model
         self.run = run
         self.adapters = adapters
@@ -50,6 +53,7 @@ class DiffusersEngine:
         self.home = home
         self.builtin = builtin  # the built-in model's files: its fast-path runs feed its frozen bundle
         self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
+        self.upscalers = upscalers or Upscalers(home)  # the hires fix's upscaler model files
 
     @property
     def name(self) -> str:
@@ -88,10 +92,18 @@ class DiffusersEngine:
         )
         extra: dict[str, Any] = dict(active.extra)
         extra.update(approximations(self.run.speed.options))  # they change the picture: recorded beside it
-        return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings)
+        upscaler = None
+        if params.hires is not None and params.hires.is_model:
+            upscaler = self.upscalers.load(params.hires.upscaler, unet.device)
+        return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings,
+                            upscaler)
 
     def run_batch(self, job: DiffusersJob, seeds: list[int], on_step: StepReport | None,
                   should_stop: StopCheck | None) -> list[Image.Image]:
+        if job.params.hires is not None:  # txt2img, then img2img on the upscaled picture
+            from keypaint.core.hires_pass import run_hires
+
+            return run_hires(self.run, job.params, seeds, job.embeds, on_step, should_stop, job.upscaler)
         return self.run.run_batch(job.params, seeds, job.embeds, on_step, should_stop)
 
     def finish(self, job: DiffusersJob) -> None:

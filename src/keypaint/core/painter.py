@@ -33,6 +33,7 @@ from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.result import GeneratedImage
 from keypaint.core.speed.options import SpeedOptions
 from keypaint.errors import Cancelled, InvalidParams
+from keypaint.models.upscalers import Upscalers
 
 if TYPE_CHECKING:
     import torch
@@ -78,6 +79,7 @@ class Painter:
         loader: Callable[[], LoadedModel] | None = None,  # makes the full model on first need
         device: str | None = None,  # the device `loader` will load onto (None: auto), for `plan`
         builtin: BuiltinFiles | None = None,  # the built-in model's files: its fast-path runs feed `frozen`
+        allow_pickle: bool = False,  # hires upscaler models shared as pickles are read (weights only)
     ) -> None:
         if model is None and loader is None:
             raise ValueError("a Painter needs a model or a loader")
@@ -90,6 +92,7 @@ class Painter:
         self._device = device
         self._loader = loader
         self._builtin = builtin
+        self.upscalers = Upscalers(home, allow_pickle=allow_pickle)  # the hires fix's model files
         self._full_engine: DiffusersEngine | None = None
         # the engines asked in turn to cover a request: the frozen bundle's until the full model loads
         self._engines: list[Engine[Any]] = []
@@ -109,7 +112,7 @@ class Painter:
 
         run = PipelineRun(model, accelerate(model.pipe, self.options))
         self._full_engine = DiffusersEngine(model, run, Adapters(model, self.home), self.options, self.home,
-                                            self._builtin)
+                                            self._builtin, self.upscalers)
         self._engines = [self._full_engine]  # once loaded, the full model paints every request
 
     def _full(self) -> DiffusersEngine:
@@ -177,7 +180,7 @@ class Painter:
 
             frozen = open_builtin(speed, home, device, dtype, builtin)
         painter = cls(None, limits=limits, scorer=scorer, policy=policy, home=home, speed=speed,
-                      frozen=frozen, loader=full, device=device, builtin=builtin)
+                      frozen=frozen, loader=full, device=device, builtin=builtin, allow_pickle=allow_pickle)
         if not painter._engines and not lazy:
             painter._full()
         return painter
@@ -230,8 +233,11 @@ class Painter:
         from keypaint.core.planning import plan_request
 
         backend = self._full_engine.run.speed.backend if self._full_engine is not None else None
-        return plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
-                            options=self.options, device=self._device, backend=backend)
+        files = plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
+                             options=self.options, device=self._device, backend=backend)
+        if params.hires is not None and params.hires.is_model:
+            self.upscalers.find(params.hires.upscaler)  # found, allowed, its header read
+        return files
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
@@ -255,7 +261,9 @@ class Painter:
         params = self.resolve(params)
         if params.best_of > 1:
             return self._best_of(params, on_step, should_stop)
-        engine, job = self._prepare(params)
+        # outpainting runs as a plain inpaint request on the extended canvas, blended back after each batch
+        work = params.outpaint.inpaint_request(params) if params.outpaint is not None else params
+        engine, job = self._prepare(work)
         seeds = params.seeds()
         results: list[GeneratedImage] = []
         try:
@@ -265,6 +273,8 @@ class Painter:
                 batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
                 report = reporter(on_step, batch, params.batch_count)
                 images = engine.run_batch(job, batch_seeds, report, should_stop)
+                if params.outpaint is not None and work.init_image is not None:
+                    images = [params.outpaint.blend(image, work.init_image) for image in images]
                 results += self._results(engine, params, batch, batch_seeds, images, job.extra)
         except Cancelled:
             raise_with_finished(results)
