@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from keypaint.core.codec import JSON_FIELDS, params_from_json, params_to_json
+from keypaint.core.hires import HiresOptions
+from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import LCM_LORA, apply_preset
 from keypaint.core.samplers import Sampler
@@ -20,7 +22,8 @@ FULL = GenerationParams(
     prompt="red apple, (fruit:1.3)", negative_prompt="blurry", steps=12, guidance_scale=5.5,
     sampler=Sampler.EULER_A, seed=42, width=256, height=320, batch_size=2, batch_count=3, strength=0.4,
     best_of=2, loras=(LoraRef("zqstyle", 0.8), LoraRef("keypaint-lcm", 1.0)), embeddings=("zqword",),
-    expand_keywords=False,
+    expand_keywords=False, hires=HiresOptions(scale=1.5, upscaler="Lanczos", steps=5, strength=0.5),
+    outpaint=Outpaint(left=64, up=8),
 )
 
 
@@ -38,7 +41,7 @@ def test_every_field_but_the_pictures_round_trips_through_json() -> None:
 
 def test_pictures_and_overrides_come_beside_the_json() -> None:
     init = Image.new("RGB", (64, 64))
-    again = params_from_json(params_to_json(FULL), init_image=init, steps=3)
+    again = params_from_json(params_to_json(FULL), init_image=init, steps=3, outpaint=None)
     assert again.init_image is init and again.steps == 3 and again.mode == "img2img"
 
 

@@ -50,7 +50,8 @@ class HiresOptions:
 
     def validate(self) -> None:
         """`InvalidParams` ("hires") naming the first option that cannot run; sizes are `target`'s."""
-        if isinstance(self.scale, bool) or not isinstance(self.scale, int | float) or self.scale != self.scale:
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or scale != scale:
             raise InvalidParams("hires", f"scale must be a number, got {self.scale!r}")
         if not 1.0 <= self.scale <= MAX_SCALE:
             raise InvalidParams("hires", f"scale must be within [1, {MAX_SCALE:g}], got {self.scale:g}")
@@ -71,8 +72,8 @@ class HiresOptions:
         if min(final_w, final_h) < 8:
             raise InvalidParams("hires", f"{width}x{height} upscaled gives {final_w}x{final_h}, under 8 px")
         if max(final_w, final_h) > 16384 or cover_w * cover_h > max_pixels:
-            raise InvalidParams("hires", f"{width}x{height} upscaled to {cover_w}x{cover_h} is over the pixel "
-                                f"budget of {max_pixels}")
+            raise InvalidParams("hires", f"{width}x{height} upscaled to {cover_w}x{cover_h} is over the "
+                                f"pixel budget of {max_pixels}")
 
     def second_steps(self, first_steps: int) -> int:
         return self.steps or first_steps

@@ -72,7 +72,7 @@ def upscale_latents(latents: torch.Tensor, hires: HiresOptions, cover: tuple[int
 
 def upscale_picture(picture: Image.Image, hires: HiresOptions, cover: tuple[int, int], final: tuple[int, int],
                     model: Any = None) -> Image.Image:
-    """`picture` upscaled to `cover` (Lanczos, Nearest, or the upscaler model) and centre-cropped to `final`."""
+    """`picture` upscaled to `cover` (Lanczos, Nearest or the model), its centre cropped to `final`."""
     if hires.upscaler in _RESAMPLING:
         big = picture.resize(cover, _RESAMPLING[hires.upscaler])
     else:

@@ -82,10 +82,11 @@ class Outpaint:
         return width + self.left + self.right, height + self.up + self.down
 
     def inner(self, width: int, height: int) -> tuple[int, int]:
-        """Where the init image goes inside a `width` x `height` result; `InvalidParams` if nothing is left."""
+        """The init image's size inside a `width` x `height` result; `InvalidParams` if nothing is left."""
         inner = (width - self.left - self.right, height - self.up - self.down)
         if min(inner) < 8:
-            raise InvalidParams("outpaint", f"{self.text()} leaves no room for the picture in {width}x{height}")
+            raise InvalidParams("outpaint", f"{self.text()} leaves no room for the picture in "
+                                f"{width}x{height}")
         return inner
 
     def inpaint_request(self, params: GenerationParams) -> GenerationParams:

@@ -133,7 +133,8 @@ class GenerationParams:
                 raise InvalidParams("hires", f"must be HiresOptions, got {self.hires!r}")
             self.hires.validate()
             if self.init_image is not None:
-                raise InvalidParams("hires", "the hires fix is a second pass after txt2img; drop the init image")
+                raise InvalidParams("hires", "the hires fix is a second pass after txt2img; drop the init "
+                                    "image")
         if self.outpaint is not None:
             if not isinstance(self.outpaint, Outpaint):
                 raise InvalidParams("outpaint", f"must be Outpaint, got {self.outpaint!r}")

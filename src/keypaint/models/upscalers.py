@@ -85,6 +85,8 @@ def load_state_dict(weights: dict[str, torch.Tensor], label: str) -> Any:
         from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
     except ImportError:
         raise ModelError("upscaler models need spandrel: pip install spandrel") from None
+    except RuntimeError as err:  # torchvision built for another torch fails while spandrel imports it
+        raise ModelError(f"spandrel cannot be imported here ({str(err).splitlines()[0]})") from None
     try:
         descriptor = ModelLoader().load_from_state_dict(weights)
     except UnsupportedModelError:

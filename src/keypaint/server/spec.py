@@ -19,7 +19,7 @@ from keypaint.errors import InvalidParams
 
 # the params' fields in the stored job (and GET /api/jobs' "params"), in this order; best_of is not offered
 SPEC_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width", "height",
-               "batch_size", "batch_count", "strength")
+               "batch_size", "batch_count", "strength", "hires", "outpaint")
 SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords")
 
 
@@ -63,6 +63,10 @@ def check_spec(spec: JobSpec, init_image: Image.Image | None, mask: Image.Image 
     if width * height > limits.max_pixels:
         raise InvalidParams("size", f"{width}x{height} is over the pixel budget of {limits.max_pixels}")
     work = width * height * params.steps * params.total_images
+    if params.hires is not None:  # the second pass paints the bigger picture
+        (cover_w, cover_h), _ = params.hires.target(width, height)
+        second = params.hires.second_steps(params.steps)
+        work += cover_w * cover_h * min(int(second * params.hires.strength), second) * params.total_images
     if work > max_pixel_steps:
         raise InvalidParams(
             "steps",
