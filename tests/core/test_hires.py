@@ -19,7 +19,8 @@ from keypaint.errors import InvalidParams
     (HiresOptions(resize_x=96, resize_y=96), (96, 144), (96, 96)),  # cover, then the centre is kept
     (HiresOptions(resize_x=128, resize_y=64), (128, 192), (128, 64)),
 ])
-def test_target_sizes_follow_a1111(options: HiresOptions, cover: tuple[int, int], final: tuple[int, int]) -> None:
+def test_target_sizes_follow_a1111(options: HiresOptions, cover: tuple[int, int],
+                                   final: tuple[int, int]) -> None:
     assert options.target(32, 48) == (cover, final)
 
 

@@ -57,15 +57,15 @@ def test_files_are_found_by_name_and_pickles_need_permission(home: Path) -> None
     upscalers = Upscalers(home)
     assert upscalers.names() == ["2x-Pickled", "4x-Tiny"]
     assert upscalers.find("4x-Tiny").name == "4x-Tiny.safetensors"
-    with pytest.raises(PickleRefused, match="2x-Pickled.pth is a pickle"):
+    with pytest.raises(PickleRefused, match=r"2x-Pickled\.pth is a pickle"):
         upscalers.find("2x-Pickled")
     assert Upscalers(home, allow_pickle=True).find("2x-Pickled").suffix == ".pth"
-    with pytest.raises(InvalidParams, match="no upscaler 'ESRGAN_4x'.*Lanczos.*4x-Tiny"):
+    with pytest.raises(InvalidParams, match=r"no upscaler 'ESRGAN_4x'.*Lanczos.*4x-Tiny"):
         upscalers.find("ESRGAN_4x")
     with pytest.raises(InvalidParams, match="not a path"):
         upscalers.find("../4x-Tiny")
     (upscalers_dir(home) / "broken.safetensors").write_bytes(b"\x00" * 4)
-    with pytest.raises(ModelError, match="not a valid .safetensors"):
+    with pytest.raises(ModelError, match=r"not a valid \.safetensors"):
         upscalers.find("broken")
 
 
