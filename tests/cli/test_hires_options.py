@@ -46,7 +46,8 @@ def test_outpaint_extends_the_init_image(home: Path, tmp_path: Path) -> None:
     init = tmp_path / "init.png"
     Image.new("RGB", (32, 32), (20, 140, 60)).save(init)
     code, output = run("generate", "apple", "--model", "tiny", "--steps", "2", "--seed", "1", "--init",
-                       str(init), "--outpaint", "left:16,down:8", "--no-watermark", "--out", str(tmp_path / "o"))
+                       str(init), "--outpaint", "left:16,down:8", "--no-watermark",
+                       "--out", str(tmp_path / "o"))
     assert code == 0, output
     picture = Image.open(saved(output))
     assert picture.size == (48, 40)
