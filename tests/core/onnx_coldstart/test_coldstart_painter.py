@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from keypaint.builtin import builtin_files
+from keypaint.core.hires import HiresOptions
 from keypaint.core.onnx_coldstart.bundle import MANIFEST
 from keypaint.core.onnx_coldstart.record import BundleRecorder
 from keypaint.core.painter import GeneratedImage, Painter, StepEvent
@@ -92,6 +93,15 @@ def test_the_bundle_finds_keywords_by_meaning_as_the_full_path_does(
 def test_what_the_bundle_does_not_cover_loads_the_model(cache: Path, first_run: list[GeneratedImage]) -> None:
     painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
     [result] = painter.generate(replace(PARAMS, sampler=Sampler.EULER_A, batch_size=1))
+    assert painter.loaded and result.image.size == (64, 64)
+
+
+def test_hires_is_declined_by_the_bundle_and_painted_by_the_model(cache: Path, first_run: list[GeneratedImage]
+                                                                  ) -> None:
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
+    assert painter.frozen is not None and not painter.loaded
+    hires = HiresOptions(scale=2, strength=0.5)
+    [result] = painter.generate(replace(PARAMS, batch_size=1, width=32, height=32, hires=hires))
     assert painter.loaded and result.image.size == (64, 64)
 
 
