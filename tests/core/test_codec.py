@@ -11,6 +11,8 @@ from PIL import Image
 
 from keypaint.core.codec import JSON_FIELDS, params_from_json, params_to_json
 from keypaint.core.control import ControlUnit, Preprocess
+from keypaint.core.hires import HiresOptions
+from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import LCM_LORA, apply_preset
 from keypaint.core.samplers import Sampler
@@ -23,6 +25,8 @@ FULL = GenerationParams(
     best_of=2, loras=(LoraRef("zqstyle", 0.8), LoraRef("keypaint-lcm", 1.0)), embeddings=("zqword",),
     expand_keywords=False,
     control_units=(ControlUnit("lines", preprocess=Preprocess.CANNY, weight=0.5, image_sha256="ab" * 32),),
+    hires=HiresOptions(scale=1.5, upscaler="Lanczos", steps=5, strength=0.5),
+    outpaint=Outpaint(left=64, up=8),
 )
 
 
@@ -40,7 +44,7 @@ def test_every_field_but_the_pictures_round_trips_through_json() -> None:
 
 def test_pictures_and_overrides_come_beside_the_json() -> None:
     init = Image.new("RGB", (64, 64))
-    again = params_from_json(params_to_json(FULL), init_image=init, steps=3)
+    again = params_from_json(params_to_json(FULL), init_image=init, steps=3, outpaint=None)
     assert again.init_image is init and again.steps == 3 and again.mode == "img2img"
 
 

@@ -187,7 +187,9 @@ def test_a1111_multiline_prompt_with_hires() -> None:
     params = params_from_infotext(A1111_MULTILINE)
     assert params.sampler is Sampler.DPMPP_2M_KARRAS
     assert (params.steps, params.guidance_scale, params.seed) == (40, 12.0, 2416682767)
-    assert (params.width, params.height, params.strength) == (640, 512, 0.55)
+    assert (params.width, params.height) == (640, 512)
+    # A1111's txt2img writes the hires pass's strength as "Denoising strength"
+    assert params.hires is not None and (params.hires.scale, params.hires.strength) == (2.0, 0.55)
 
 
 def test_a1111_quoted_hashes_and_schedule_type() -> None:

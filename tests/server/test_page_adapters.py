@@ -13,7 +13,7 @@ from keypaint.models.loaded import ModelKind
 from keypaint.models.tiny import tiny_model
 from keypaint.server.config import ServerConfig
 from tests.server.conftest import ARGS, CHROMIUM, Running, start_server
-from tests.server.test_adapters import adapter_files
+from tests.server.test_adapter_lists import adapter_files
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="browser tests need Debian's chromium: apt-get install chromium"

@@ -140,7 +140,7 @@ def test_bad_requests_name_the_field(server: Running) -> None:
         "seed": {"prompt": "x", "seed": True, **FAST},
         "sampler_name": {"prompt": "x", "sampler_name": "Euler z", **FAST},
         "scheduler": {"prompt": "x", "scheduler": "Polyexponential", **FAST},
-        "enable_hr": {"prompt": "x", "enable_hr": True, **FAST},
+        "hires": {"prompt": "x", "enable_hr": True, "hr_scale": 0.5, **FAST},
         "prompt": {"prompt": ["not", "text"], **FAST},
         "styles": {"prompt": "x", "styles": ["my A1111 style"], **FAST},
     }

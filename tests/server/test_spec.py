@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from keypaint.core.hires import HiresOptions
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.presets import LCM_LORA
 from keypaint.core.samplers import Sampler
@@ -14,13 +15,13 @@ from keypaint.server.spec import JobSpec
 
 def test_job_spec_json_keeps_its_keys_and_reads_back() -> None:
     params = GenerationParams(prompt="apple", steps=3, sampler=Sampler.EULER, loras=(LoraRef("zq", 0.5),),
-                              embeddings=("zqword",), width=64, height=64)
+                              embeddings=("zqword",), width=64, height=64, hires=HiresOptions(scale=1.5))
     spec = JobSpec(params, model="tiny", save=False, fit_native=True, request={"keywords": ["apple"]})
     data = spec.to_json()
     assert list(data) == ["prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width",
                           "height", "batch_size", "batch_count", "strength", "model", "loras", "embeddings",
-                          "expand_keywords", "control_units", "save", "fit_native", "request",
-                          "control_images"]
+                          "expand_keywords", "control_units", "hires", "outpaint", "save", "fit_native",
+                          "request", "control_images"]
     assert data["sampler"] == "Euler" and data["loras"] == [["zq", 0.5]]
     assert JobSpec.from_json(data) == spec
 

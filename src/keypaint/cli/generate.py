@@ -12,6 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from keypaint.cli import control_options as control
 from keypaint.cli.errors import option_names, stderr, user_errors
+from keypaint.cli.hires_options import OPTIONS as HIRES_OPTIONS
+from keypaint.cli.hires_options import (
+    Hires,
+    HiresSteps,
+    HiresStrength,
+    HiresUpscaler,
+    OutpaintSides,
+    hires_overrides,
+)
 from keypaint.cli.inputs import parse_size, read_image
 from keypaint.cli.model_options import AllowPickle, MaxModelGb, model_size_limit
 from keypaint.cli.speed_options import DeepCache, Fast, TokenMerging
@@ -27,7 +36,7 @@ OPTIONS = {
     "guidance_scale": "--cfg", "seed": "--seed", "width": "--size", "height": "--size", "size": "--size",
     "batch_size": "--batch", "batch_count": "--count", "init_image": "--init", "strength": "--strength",
     "mask": "--mask", "best_of": "--best-of", "lora": "--lora", "embedding": "--embedding",
-    "expand_keywords": "--expand", "format": "--format", **control.OPTIONS,
+    "expand_keywords": "--expand", "format": "--format", **control.OPTIONS, **HIRES_OPTIONS,
 }
 
 
@@ -58,6 +67,11 @@ def generate_command(
         typer.Option(help="img2img: how much of the init image to noise away, 0..1 [default: 0.75]"),
     ] = None,
     mask: Annotated[Path | None, typer.Option(help="inpainting mask, white = repaint")] = None,
+    hires: Hires = None,
+    hires_upscaler: HiresUpscaler = None,
+    hires_steps: HiresSteps = None,
+    hires_strength: HiresStrength = None,
+    outpaint: OutpaintSides = None,
     model: Annotated[
         str | None,
         typer.Option(help="model name (see `keypaint models`), file or folder [default: the built-in model]"),
@@ -162,6 +176,7 @@ def generate_command(
         overrides["init_image"] = read_image(init, "init image")
     if mask is not None:
         overrides["mask"] = read_image(mask, "mask")
+    overrides.update(hires_overrides(hires, hires_upscaler, hires_steps, hires_strength, outpaint))
     if lora:
         overrides["loras"] = tuple(LoraRef.parse(text) for text in lora)
     if embedding:

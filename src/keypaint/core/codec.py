@@ -14,6 +14,8 @@ from dataclasses import fields
 from typing import Any
 
 from keypaint.core.control import unit_from_json, unit_to_json
+from keypaint.core.hires import HiresOptions
+from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
@@ -25,6 +27,7 @@ JSON_TYPES: dict[str, Any] = {
     "seed": int, "width": int | None, "height": int | None, "batch_size": int, "batch_count": int,
     "strength": int | float, "best_of": int, "loras": list, "embeddings": list, "expand_keywords": bool,
     "control_units": list,  # objects of core.control.unit_to_json's form, each image by its SHA-256
+    "hires": dict | None, "outpaint": dict | None,  # HiresOptions / Outpaint as objects of their fields
 }
 JSON_FIELDS = tuple(f.name for f in fields(GenerationParams) if f.name not in PICTURES)
 assert set(JSON_FIELDS) == set(JSON_TYPES), "every GenerationParams field needs its JSON type here"
@@ -40,6 +43,8 @@ def params_to_json(params: GenerationParams, only: Iterable[str] | None = None) 
         "loras": [[ref.source, ref.weight] for ref in params.loras], "embeddings": list(params.embeddings),
         "expand_keywords": params.expand_keywords,
         "control_units": [unit_to_json(unit) for unit in params.control_units],
+        "hires": params.hires.to_json() if params.hires is not None else None,
+        "outpaint": params.outpaint.to_json() if params.outpaint is not None else None,
     }
     return {name: values[name] for name in (JSON_FIELDS if only is None else only)}
 
@@ -72,6 +77,8 @@ def decode_field(name: str, value: Any) -> Any:
         raise InvalidParams(name, f"recorded value {value!r} has the wrong type")
     if name == "sampler":
         return Sampler.parse(value)
+    if name in ("hires", "outpaint") and value is not None:
+        return HiresOptions.from_json(value) if name == "hires" else Outpaint.from_json(value)
     if name in ("guidance_scale", "strength"):
         return float(value)
     if name == "loras":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from keypaint.core.devices import dtype_name
 from keypaint.core.speed.options import SpeedOptions, approximations
 from keypaint.keywords.vocabulary import expansion_record
+from keypaint.models.upscalers import Upscalers
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,13 +40,15 @@ class DiffusersJob:
     extra: dict[str, Any]
     plain_prompt: bool  # no LoRA tag or embedding changed the prompt: the run may feed the frozen bundle
     control: PreparedControl | None = None  # the request's ControlNets, loaded, and their maps
+    upscaler: Any = None  # the hires fix's upscaler model (models.upscalers), loaded once per request
 
 
 class DiffusersEngine:
     """The loaded model's pipelines (`run`) and adapters; paints every request it is given."""
 
     def __init__(self, model: LoadedModel, run: PipelineRun, adapters: Adapters, options: SpeedOptions,
-                 home: Path | None, builtin: BuiltinModel | None = None) -> None:
+                 home: Path | None, builtin: BuiltinModel | None = None, upscalers: Upscalers | None = None
+                 ) -> None:
         self.model = model
         self.run = run
         self.adapters = adapters
@@ -54,6 +57,7 @@ class DiffusersEngine:
         self.builtin = builtin  # the built-in model's files: its fast-path runs feed its frozen bundle
         self._recorder: BundleRecorder | None = None  # writes the frozen bundle after fast-path runs
         self._controlnets: ControlNets | None = None  # loaded on the first request with control units
+        self.upscalers = upscalers or Upscalers(home)  # the hires fix's upscaler model files
 
     @property
     def name(self) -> str:
@@ -95,8 +99,11 @@ class DiffusersEngine:
         extra.update(approximations(self.run.speed.options))  # they change the picture: recorded beside it
         if control is not None:
             extra.update(control.infotext())
+        upscaler = None
+        if params.hires is not None and params.hires.is_model:
+            upscaler = self.upscalers.load(params.hires.upscaler, unet.device)
         return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings,
-                            control)
+                            control, upscaler)
 
     def check_control(self, units: tuple[ControlUnit, ...]) -> None:
         """The units' ControlNets are there and made for this model (headers only; `ModelError` if not)."""
@@ -121,6 +128,11 @@ class DiffusersEngine:
 
     def run_batch(self, job: DiffusersJob, seeds: list[int], on_step: StepReport | None,
                   should_stop: StopCheck | None) -> list[Image.Image]:
+        if job.params.hires is not None:  # txt2img, then img2img on the upscaled picture
+            from keypaint.core.hires_pass import run_hires
+
+            return run_hires(self.run, job.params, seeds, job.embeds, on_step, should_stop, job.upscaler,
+                             job.control)
         return self.run.run_batch(job.params, seeds, job.embeds, on_step, should_stop, job.control)
 
     def finish(self, job: DiffusersJob) -> None:

@@ -33,6 +33,7 @@ from keypaint.core.params import GenerationParams, Limits
 from keypaint.core.result import GeneratedImage
 from keypaint.core.speed.options import SpeedOptions
 from keypaint.errors import Cancelled, InvalidParams
+from keypaint.models.upscalers import Upscalers
 
 if TYPE_CHECKING:
     import torch
@@ -80,6 +81,7 @@ class Painter:
         device: str | None = None,  # the device `loader` will load onto (None: auto), for `plan`
         builtin: BuiltinModel | None = None,  # the built-in model: its shipped LoRAs, its frozen bundle
         writer: ResultWriter | None = None,  # what `GeneratedImage.save` calls (keypaint.api hands one)
+        allow_pickle: bool = False,  # hires upscaler models shared as pickles are read (weights only)
     ) -> None:
         if model is None and loader is None:
             raise ValueError("a Painter needs a model or a loader")
@@ -93,6 +95,7 @@ class Painter:
         self._loader = loader
         self._builtin = builtin
         self._writer = writer
+        self.upscalers = Upscalers(home, allow_pickle=allow_pickle)  # the hires fix's model files
         self._full_engine: DiffusersEngine | None = None
         # the engines asked in turn to cover a request: the frozen bundle's until the full model loads
         self._engines: list[Engine[Any]] = []
@@ -113,7 +116,8 @@ class Painter:
         run = PipelineRun(model, accelerate(model.pipe, self.options))
         shipped = self._builtin.loras if self._builtin is not None else None
         adapters = Adapters(model, self.home, shipped_loras=shipped)
-        self._full_engine = DiffusersEngine(model, run, adapters, self.options, self.home, self._builtin)
+        self._full_engine = DiffusersEngine(model, run, adapters, self.options, self.home, self._builtin,
+                                            self.upscalers)
         self._engines = [self._full_engine]  # once loaded, the full model paints every request
 
     def _full(self) -> DiffusersEngine:
@@ -181,7 +185,7 @@ class Painter:
 
             frozen = open_builtin(speed, home, device, dtype, builtin)
         painter = cls(None, limits=limits, scorer=scorer, policy=policy, home=home, speed=speed,
-                      frozen=frozen, loader=full, device=device, builtin=builtin)
+                      frozen=frozen, loader=full, device=device, builtin=builtin, allow_pickle=allow_pickle)
         if not painter._engines and not lazy:
             painter._full()
         return painter
@@ -235,8 +239,12 @@ class Painter:
 
         backend = self._full_engine.run.speed.backend if self._full_engine is not None else None
         shipped = self._builtin.loras if self._builtin is not None else None
-        return plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
-                            options=self.options, device=self._device, backend=backend, shipped_loras=shipped)
+        files = plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
+                             options=self.options, device=self._device, backend=backend,
+                             shipped_loras=shipped)
+        if params.hires is not None and params.hires.is_model:
+            self.upscalers.find(params.hires.upscaler)  # found, allowed, its header read
+        return files
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
@@ -267,7 +275,9 @@ class Painter:
     def _paint(self, params: GenerationParams, on_step: StepCallback | None,
                should_stop: StopCheck | None) -> list[GeneratedImage]:
         """Run resolved `params` batch by batch on the first engine that covers them."""
-        engine, job = self._prepare(params)
+        # outpainting runs as a plain inpaint request on the extended canvas, blended back after each batch
+        work = params.outpaint.inpaint_request(params) if params.outpaint is not None else params
+        engine, job = self._prepare(work)
         seeds = params.seeds()
         results: list[GeneratedImage] = []
         try:
@@ -277,6 +287,8 @@ class Painter:
                 batch_seeds = seeds[batch * params.batch_size : (batch + 1) * params.batch_size]
                 report = reporter(on_step, batch, params.batch_count)
                 images = engine.run_batch(job, batch_seeds, report, should_stop)
+                if params.outpaint is not None and work.init_image is not None:
+                    images = [params.outpaint.blend(image, work.init_image) for image in images]
                 results += self._results(engine, params, batch, batch_seeds, images, job.extra)
         except Cancelled:
             raise_with_finished(results)

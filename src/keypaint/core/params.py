@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from keypaint.core.control import ControlUnit, validate_units
+from keypaint.core.hires import HiresOptions
+from keypaint.core.outpaint import Outpaint
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 
@@ -67,6 +69,8 @@ class GenerationParams:
     embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
     expand_keywords: bool = True  # a keyword the model knows brings its trained tags (keywords.vocabulary)
     control_units: tuple[ControlUnit, ...] = ()  # ControlNets steering the picture (core.control)
+    hires: HiresOptions | None = None  # txt2img: a second img2img pass on the upscaled picture (core.hires)
+    outpaint: Outpaint | None = None  # extend the init image on its sides (core.outpaint)
 
     @classmethod
     def from_keywords(
@@ -78,9 +82,11 @@ class GenerationParams:
 
     @property
     def mode(self) -> str:
-        """ "txt2img", "img2img" or "inpaint"."""
+        """ "txt2img", "img2img", "inpaint" or "outpaint"."""
         if self.init_image is None:
             return "txt2img"
+        if self.outpaint is not None:
+            return "outpaint"
         return "inpaint" if self.mask is not None else "img2img"
 
     @property
@@ -122,6 +128,24 @@ class GenerationParams:
             )
         self._validate_adapters(limits)
         validate_units(self.control_units)
+        self._validate_hires_outpaint()
+
+    def _validate_hires_outpaint(self) -> None:
+        if self.hires is not None:
+            if not isinstance(self.hires, HiresOptions):
+                raise InvalidParams("hires", f"must be HiresOptions, got {self.hires!r}")
+            self.hires.validate()
+            if self.init_image is not None:
+                raise InvalidParams("hires", "the hires fix is a second pass after txt2img; drop the init "
+                                    "image")
+        if self.outpaint is not None:
+            if not isinstance(self.outpaint, Outpaint):
+                raise InvalidParams("outpaint", f"must be Outpaint, got {self.outpaint!r}")
+            self.outpaint.validate()
+            if self.init_image is None:
+                raise InvalidParams("outpaint", "needs an init image to extend")
+            if self.mask is not None:
+                raise InvalidParams("outpaint", "makes its own mask; drop the mask")
 
     def _validate_adapters(self, limits: Limits) -> None:
         if len(self.loras) > limits.max_adapters or len(self.embeddings) > limits.max_adapters:

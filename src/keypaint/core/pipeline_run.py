@@ -53,12 +53,29 @@ class PipelineRun:
         should_stop: Callable[[], bool] | None,
         control: PreparedControl | None = None,
     ) -> list[Image.Image]:
+        return self.paint(params, seeds, embeds, on_step, should_stop, control=control)
+
+    def paint(
+        self,
+        params: GenerationParams,
+        seeds: list[int],
+        embeds: PromptEmbeddings,
+        on_step: StepReport | None,
+        should_stop: Callable[[], bool] | None,
+        *,
+        image: list[Image.Image] | torch.Tensor | None = None,  # img2img from these (one per seed)
+        output_type: str = "pil",  # "latent": the scaled latents, for a latent upscale
+        control: PreparedControl | None = None,  # ControlNets and their maps (core.controlnets)
+    ) -> Any:
+        """One pass of the reverse chain over a batch: txt2img, img2img or inpainting as `params` ask, or
+        img2img from `image` (pictures, or latents) when it is given."""
         assert params.width is not None and params.height is not None
-        if params.mode != "txt2img" and params.strength == 0:
+        mode = params.mode if image is None else "img2img"
+        if image is None and mode != "txt2img" and params.strength == 0:
             # Zero strength runs no step of the reverse chain: the picture is the init image through the VAE.
             return self.vae_roundtrip(params, len(seeds))
-        mode = "inpaint" if self.model.inpainting else params.mode
-        pipe = self.pipe(mode) if control is None else self.control_pipe(mode, control)
+        pipe_mode = "inpaint" if self.model.inpainting else mode
+        pipe = self.pipe(pipe_mode) if control is None else self.control_pipe(pipe_mode, control)
         pipe.scheduler = make_scheduler(params.sampler, self.base_scheduler_config, seeds)
         # one CPU generator per picture: noise depends on the seed alone, not on the device or batch
         generators = cpu_generators(seeds)
@@ -68,13 +85,16 @@ class PipelineRun:
             "generator": generators,
             "height": params.height,
             "width": params.width,
-            "output_type": "pil",
+            "output_type": output_type,
             **_embed_kwargs(embeds.repeat(len(seeds)), self.model.kind),
         }
-        if params.mode == "txt2img":
+        if mode == "txt2img":
             # x_T first, then (ancestral samplers) each step's noise, all from the picture's own generator
             kwargs["latents"] = self.initial_noise(generators, params.height, params.width)
-        if params.mode != "txt2img":
+        elif image is not None:
+            kwargs["image"] = image
+            kwargs["strength"] = params.strength
+        else:
             assert params.init_image is not None
             kwargs["image"] = params.init_image.convert("RGB").resize((params.width, params.height))
             kwargs["strength"] = params.strength
@@ -87,8 +107,9 @@ class PipelineRun:
             kwargs.setdefault("image", Image.new("RGB", size, (127, 127, 127)))
             kwargs.setdefault("strength", 1.0)
         if control is not None:
-            kwargs.update(control.pipeline_kwargs(mode))
-        total_steps = steps_run(params)
+            kwargs.update(control.pipeline_kwargs(pipe_mode))
+        total_steps = steps_run(params) if image is None else min(int(params.steps * params.strength),
+                                                                  params.steps)
 
         tracker = DenoisedTracker(
             pipe.unet, self.base_scheduler_config, params.guidance_scale, pipe.vae.config.latent_channels
@@ -105,7 +126,7 @@ class PipelineRun:
         with torch.inference_mode(), tracker:
             output = pipe(**kwargs, callback_on_step_end=step_end)
         self.speed.after_run((len(seeds), params.height, params.width))
-        return list(output.images)
+        return output.images if output_type == "latent" else list(output.images)
 
     def initial_noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
         """x_T ~ N(0, I), drawn on the CPU per picture so every device starts from the same numbers."""

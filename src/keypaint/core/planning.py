@@ -87,8 +87,15 @@ def fill_in(params: GenerationParams, native_size: int, limits: Limits) -> Gener
     width, height = params.width, params.height
     if params.init_image is not None and (width is None or height is None):
         iw, ih = params.init_image.size
-        width, height = width or iw - iw % 8, height or ih - ih % 8
+        iw, ih = iw - iw % 8, ih - ih % 8
+        if params.outpaint is not None:  # the picture grows by what is added on its sides
+            iw, ih = params.outpaint.extended(iw, ih)
+        width, height = width or iw, height or ih
     resolved = replace(params.with_seed(), width=width or native_size, height=height or native_size)
     check_size(resolved.width, resolved.height, limits)
+    if resolved.hires is not None:
+        resolved.hires.check_target(resolved.width, resolved.height, limits.max_pixels)
+    if resolved.outpaint is not None:
+        resolved.outpaint.inner(resolved.width, resolved.height)
     return resolved
 

@@ -23,6 +23,8 @@ import re
 from typing import Any
 
 from keypaint.core.control import units_from_infotext
+from keypaint.core.hires import HiresOptions
+from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import SPECS, from_infotext
 from keypaint.errors import InvalidParams
@@ -73,6 +75,10 @@ def build_infotext(
         "Denoising strength": params.strength if params.mode != "txt2img" else None,
         "Keyword expansion": None if params.expand_keywords else "off",
     }
+    if params.hires is not None:  # A1111's fields; its "Denoising strength" is the second pass's
+        fields.update(params.hires.infotext())
+    if params.outpaint is not None:
+        fields["Outpaint"] = params.outpaint.text()
     for key, value in (extra or {}).items():
         if not _KEY.fullmatch(key):
             raise ValueError(f"infotext field name {key!r} must be letters, digits, spaces, '-' or '/'")
@@ -147,7 +153,8 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
     """The `GenerationParams` an infotext describes; `overrides` (GenerationParams fields) win over it.
 
     Read: prompt, negative prompt, Steps, Sampler + Schedule type, CFG scale, Seed, Size, Denoising
-    strength, Keyword expansion. Other fields (Hires, Lora hashes, Clip skip, ...) are ignored. A value
+    strength, Keyword expansion, the Hires fields, Outpaint. Other fields (Lora hashes, Clip skip, ...) are
+    ignored. A value
     that cannot be read raises `InvalidParams` naming the field, unless an override replaces it (so a
     sampler keypaint lacks can be swapped for one it has).
     """
@@ -173,6 +180,12 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
         values["expand_keywords"] = wanted["Keyword expansion"].strip().lower() != "off"
     if "control_units" not in overrides:  # sd-webui-controlnet's units, without their pictures
         values["control_units"] = units_from_infotext(info)
+    hires = HiresOptions.from_infotext(info) if "hires" not in overrides else None
+    if hires is not None:  # then "Denoising strength" was the second pass's
+        values["hires"] = hires
+        values.pop("strength", None)
+    if "Outpaint" in info and "outpaint" not in overrides:
+        values["outpaint"] = Outpaint.parse(info["Outpaint"])
     return make_params(values, overrides)
 
 

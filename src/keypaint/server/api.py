@@ -25,6 +25,7 @@ from keypaint.keywords.syntax import keywords as split_keywords
 from keypaint.server.controlnet_api import ControlField, job_units, with_control
 from keypaint.server.errors import FieldError
 from keypaint.server.fields import Float, Int, Text
+from keypaint.server.hires_fields import HiresField, OutpaintField
 from keypaint.server.job_store import FINISHED, ImageRecord, JobRecord
 from keypaint.server.spec import JobSpec
 from keypaint.server.state import ServerState
@@ -75,6 +76,8 @@ class JobRequest(BaseModel):
     # the fields this request leaves out; it never overrides one the request gives
     preset: str | None = None
     control_units: list[ControlField] | None = None  # ControlNets by name in <home>/controlnet
+    hires: HiresField | None = None  # txt2img: a second pass on the upscaled picture (server.hires_fields)
+    outpaint: OutpaintField | None = None  # extend init_image on its sides
 
     def job_spec(self) -> JobSpec:
         self._check_names()
@@ -101,6 +104,8 @@ class JobRequest(BaseModel):
             values["embeddings"] = tuple(self.embeddings)
         if self.preset is not None:
             values = apply_preset(self.preset, values)
+        values.update({name: field.options() for name, field in (("hires", self.hires),
+                                                                 ("outpaint", self.outpaint)) if field})
         return JobSpec(GenerationParams(**values), model=self.model, save=True,
                        request=self.model_dump(exclude={"init_image", "mask"}))
 

@@ -29,6 +29,7 @@ from keypaint.server.adapter_lists import embedding_list, lora_list
 from keypaint.server.config import is_loopback
 from keypaint.server.controlnet_api import a1111_units, detected_maps, with_control
 from keypaint.server.errors import FieldError
+from keypaint.server.hires_fields import LATENT_MODES, OUTPAINT_SCRIPT, upscaler_list
 from keypaint.server.sdapi_models import (
     A1111_NAMES,
     SCHEDULERS,
@@ -133,15 +134,15 @@ def sdapi_router(state: ServerState) -> APIRouter:
 
     @router.get("/upscalers")
     def upscalers() -> list[dict[str, Any]]:
-        return []  # clients probe these at start; keypaint has none
+        return upscaler_list(state.config.home)  # for hr_upscaler: Lanczos, Nearest and <home>/upscalers
 
     @router.get("/latent-upscale-modes")
     def latent_upscale_modes() -> list[dict[str, Any]]:
-        return []
+        return [{"name": name} for name in LATENT_MODES]
 
     @router.get("/scripts")
     def scripts() -> dict[str, Any]:
-        return {"txt2img": [], "img2img": []}
+        return {"txt2img": [], "img2img": [OUTPAINT_SCRIPT]}
 
     @router.get("/cmd-flags")
     def cmd_flags() -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Field names and defaults follow stable-diffusion-webui's `modules/api/models.py` (generated from
 `StableDiffusionProcessing*.__init__`): steps 50, 512x512, cfg_scale 7, sampler "Euler" (its
 `sampler_index` default), seed -1, n_iter 1. Unknown fields are ignored as A1111 ignores them; a null is
-the field's default. Known fields asking for what keypaint cannot do (hires fix, face restoration,
-variation seeds, scripts, clip skip) are refused with a 422 naming the field rather than ignored, so a
+the field's default. The hires fix and the "Poor man's outpainting" script map to `HiresOptions` and
+`Outpaint` (server.hires_fields). Known fields asking for what keypaint cannot do (face restoration,
+variation seeds, other scripts, clip skip) are refused with a 422 naming the field rather than ignored, so a
 client never gets a different picture than it asked for without being told.
 """
 
@@ -20,6 +21,7 @@ from keypaint.core.sizes import A1111_DEFAULT_SIZE
 from keypaint.errors import InvalidParams
 from keypaint.server.errors import FieldError
 from keypaint.server.fields import Float, Int, Text
+from keypaint.server.hires_fields import a1111_hires, a1111_outpaint
 from keypaint.server.spec import JobSpec
 from keypaint.server.styles import STYLES, apply_style
 
@@ -61,6 +63,15 @@ class Txt2ImgRequest(BaseModel):
     eta: Float | None = None
     denoising_strength: Float | None = None
     enable_hr: bool | None = False
+    hr_scale: Float | None = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: Int | None = 0
+    hr_resize_x: Int | None = 0
+    hr_resize_y: Int | None = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_prompt: str | None = ""
+    hr_negative_prompt: str | None = ""
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool | None = True
     script_name: str | None = None
@@ -100,6 +111,9 @@ class Txt2ImgRequest(BaseModel):
             batch_size=self.value("batch_size"),
             batch_count=self.value("n_iter"),
             strength=strength,
+            hires=a1111_hires(self) if not isinstance(self, Img2ImgRequest) else None,
+            outpaint=a1111_outpaint(self.script_name, self.script_args) if isinstance(self, Img2ImgRequest)
+            else None,
         )
         return JobSpec(
             params, model=model, save=bool(self.value("save_images")),
@@ -109,11 +123,12 @@ class Txt2ImgRequest(BaseModel):
 
     def _refuse_unsupported(self) -> None:
         refusals = {
-            "enable_hr": (self.enable_hr, "hires fix is not supported by keypaint"),
+            "enable_hr": (self.enable_hr and isinstance(self, Img2ImgRequest), "hires fix is for txt2img"),
             "restore_faces": (self.restore_faces, "face restoration is not supported by keypaint"),
             "tiling": (self.tiling, "tiling is not supported by keypaint"),
             "subseed_strength": (bool(self.subseed_strength), "variation seeds are not supported"),
-            "script_name": (bool(self.script_name), "scripts are not supported by keypaint"),
+            "script_name": (bool(self.script_name) and not isinstance(self, Img2ImgRequest),
+                            "scripts are not supported by keypaint's txt2img"),
         }
         for field, (asked, message) in refusals.items():
             if asked:

@@ -25,7 +25,7 @@ from keypaint.errors import InvalidParams
 # the params' fields in the stored job (and GET /api/jobs' "params"), in this order; best_of is not offered
 SPEC_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width", "height",
                "batch_size", "batch_count", "strength")
-SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords", "control_units")
+SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords", "control_units", "hires", "outpaint")
 CONTROL_IMAGES = "control_images"  # the units' pictures by hash, base64 PNG: queued with the job
 
 
@@ -69,6 +69,10 @@ def check_budget(params: GenerationParams, *, max_pixel_steps: int) -> None:
     width, height = params.width, params.height
     assert width is not None and height is not None, "check_budget takes resolved params"
     work = width * height * params.steps * params.total_images
+    if params.hires is not None:  # the second pass paints the bigger picture
+        (cover_w, cover_h), _ = params.hires.target(width, height)
+        second = params.hires.second_steps(params.steps)
+        work += cover_w * cover_h * min(int(second * params.hires.strength), second) * params.total_images
     if work > max_pixel_steps:
         raise InvalidParams(
             "steps",

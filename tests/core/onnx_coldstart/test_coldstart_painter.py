@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from keypaint.builtin import MODEL
+from keypaint.core.hires import HiresOptions
 from keypaint.core.onnx_coldstart.bundle import MANIFEST
 from keypaint.core.onnx_coldstart.record import BundleRecorder
 from keypaint.core.painter import GeneratedImage, Painter, StepEvent
@@ -108,6 +109,15 @@ def test_the_bundle_declines_control_units_for_the_diffusers_engine(
     steered = replace(PARAMS, control_units=(ControlUnit("any", image=Image.new("RGB", (64, 64))),))
     assert engine.prepare(steered) is None  # ... but not with a ControlNet: the Painter asks the full model
     assert not painter.loaded
+
+
+def test_hires_is_declined_by_the_bundle_and_painted_by_the_model(cache: Path, first_run: list[GeneratedImage]
+                                                                  ) -> None:
+    painter = Painter.load(device="cpu", builtin=BUILTIN, speed=options(cache))
+    assert painter.frozen is not None and not painter.loaded
+    hires = HiresOptions(scale=2, strength=0.5)
+    [result] = painter.generate(replace(PARAMS, batch_size=1, width=32, height=32, hires=hires))
+    assert painter.loaded and result.image.size == (64, 64)
 
 
 def test_the_recorder_writes_only_what_is_new(cache: Path, first_run: list[GeneratedImage]) -> None:

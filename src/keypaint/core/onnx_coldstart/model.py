@@ -142,7 +142,7 @@ class ColdStartModel:
     def prepare(self, params: GenerationParams, prompt: str, batch: int) -> FrozenJob | None:
         """The job for a batch of `params` (prompt already expanded); None if the bundle does not cover it."""
         if (params.mode != "txt2img" or params.loras or params.embeddings or params.best_of > 1
-                or params.control_units or "<lora:" in params.prompt.lower()):
+                or params.control_units or params.hires is not None or "<lora:" in params.prompt.lower()):
             return None
         plan = self.manifest.plan(params.sampler.value, params.steps)
         assert params.width is not None and params.height is not None

@@ -159,7 +159,8 @@ const FIELD_INPUTS = {
   style: ["style"], sampler: ["sampler"], steps: ["steps"], guidance_scale: ["cfg"], seed: ["seed"],
   width: ["width"], height: ["height"], size: ["width", "height"], batch_size: ["batch"], init_image: ["init-file", "img2img"],
   strength: ["strength"], loras: ["lora", "lora-weight", "adapter-chips"], lora_weight: ["lora-weight", "lora"],
-  embeddings: ["embedding", "adapter-chips"],
+  embeddings: ["embedding", "adapter-chips"], hires: ["hires-options"], outpaint: ["outpaint"],
+  mask: ["mask-canvas"],
 };
 
 function showError(message, field = null) {
@@ -197,7 +198,7 @@ function request() {
   if (state.init) { body.init_image = state.init; body.strength = Number($("strength").value); }
   if (state.loras.length) body.loras = state.loras.map((l) => ({ name: l.name, weight: l.weight }));
   if (state.embeddings.length) body.embeddings = [...state.embeddings];
-  return body;
+  return paintOptions(body);  // hires fix, outpainting, a drawn mask (paint_options.js)
 }
 
 // ---- LoRAs (name + weight in [-2, 2]) and embeddings, from the server's folders ----
@@ -485,6 +486,7 @@ async function start() {
   for (const name of info.samplers) $("sampler").append(new Option(name, name));
   $("sampler").value = info.default_sampler;
   $("width").placeholder = $("height").placeholder = info.native_size;
+  await setupPaintOptions(info.native_size);
   await loadAdapters();
   await refreshGallery();
   document.body.dataset.ready = "true";
