@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from keypaint.builtin import MODEL
 from keypaint.core.painter import Painter
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.speed.options import SpeedOptions
@@ -54,7 +55,8 @@ def test_plan_refuses_before_any_model_loads(
 
 def test_a_good_plan_names_its_files_and_loads_nothing(tmp_path: Path) -> None:
     loader = CountingLoader()
-    painter = Painter(loader=loader, home=tmp_path, speed=SpeedOptions(fast=True, backend="onnxruntime"))
+    painter = Painter(loader=loader, home=tmp_path, speed=SpeedOptions(fast=True, backend="onnxruntime"),
+                      builtin=MODEL)  # its shipped LoRAs are found by name
     plan = painter.plan(GenerationParams(prompt="apple", loras=(LoraRef("keypaint-lcm", 0.5),)))
     assert [(file.path.stem, weight) for file, weight in plan.loras] == [("keypaint-lcm", 0.5)]
     assert loader.calls == 0 and not painter.loaded
@@ -68,7 +70,7 @@ def test_speed_options_are_checked_once_when_the_painter_is_made(tmp_path: Path)
 
 
 def test_lazy_load_plans_before_the_built_in_model_loads(tmp_path: Path) -> None:
-    painter = Painter.load(device="cpu", home=tmp_path, lazy=True)
+    painter = Painter.load(device="cpu", home=tmp_path, lazy=True, builtin=MODEL)
     with pytest.raises(KeypaintError, match="steps"):
         painter.plan(GenerationParams(prompt="apple", steps=0))
     painter.plan(GenerationParams(prompt="apple"))
