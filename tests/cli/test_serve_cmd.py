@@ -35,6 +35,7 @@ def test_bad_speed_options_stop_the_server_before_it_loads(
     ("args", "message"),
     [
         (["--db", "mysql://x@y/z"], "give a SQLite file or a postgresql:// URL"),
+        (["--out", "s3://bucket/pictures"], "give --db FILE or --db postgresql://"),
         (["--replicas", "2"], "--replicas go with --ray"),
         (["--ray"], "--ray needs jobs every replica can reach"),
         (["--ray", "--db", "postgresql://u@h/d", "--replicas", "2", "--min-replicas", "1"],
@@ -47,7 +48,7 @@ def test_bad_speed_options_stop_the_server_before_it_loads(
 def test_bad_cluster_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     app = typer.Typer()
     app.command()(serve_command)
-    result = CliRunner().invoke(app, [*args, "--model", "nope", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["--model", "nope", "--out", str(tmp_path / "out"), *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()) and "nope" not in result.output
 

@@ -69,6 +69,24 @@ def test_bulk_here_then_resumed_on_ray(local_ray: None, cluster_home: Path, tmp_
     assert seed_of(out / "000005-0.png") == 5  # the same seed as the first time
 
 
+def test_speed_options_reach_every_prompt(cluster_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("a red fox\n{\"prompt\": \"a blue bird\", \"steps\": 4}\n")
+    out = tmp_path / "out"
+    generate("--prompts", str(tmp_path / "p.txt"), *TINY, "--home", str(cluster_home), "--out", str(out),
+             "--deep-cache", "2", "--token-merging", "0.5")
+    for name in ("000001-0.png", "000002-0.png"):
+        infotext = read_metadata(out / name).infotext or ""
+        assert "DeepCache: 2" in infotext and "Token merging ratio: 0.5" in infotext, infotext
+
+
+def test_bad_speed_options_with_prompts_exit_2_before_painting(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("a red fox\n")
+    result = CliRunner().invoke(app, ["generate", "--prompts", str(tmp_path / "p.txt"), "--model", "tiny",
+                                      "--deep-cache", "0", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "within [1, 10]" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_ray_without_prompts_is_refused() -> None:
     result = CliRunner().invoke(app, ["generate", "--ray", "--model", "tiny"])
     assert result.exit_code == 2 and "--prompts" in result.output

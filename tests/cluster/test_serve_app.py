@@ -1,7 +1,8 @@
 """`keypaint serve --ray` on a local Ray: 2 CPU Painter replicas of a tiny model, jobs in PostgreSQL.
 
 32 concurrent clients, none lost or duplicated; a replica killed mid-job has its job run elsewhere; a
-restarted ingress loses nothing; A1111's synchronous API and a model switch go through a replica."""
+restarted ingress loses nothing; A1111's synchronous API and a model switch go through a replica; a job's
+live progress and previews reach the ingress's /sdapi/v1/progress and job API."""
 
 from __future__ import annotations
 
@@ -123,3 +124,30 @@ def test_full_queue_is_429(app: Deployed) -> None:
         for job in held:
             store.cancel_queued(job.id)
         store.close()
+
+
+def test_live_progress_and_previews_come_from_the_replica(app: Deployed) -> None:
+    with app.client() as client:
+        job_id = client.post("/api/jobs", json={**SLOW, "seed": 11}).json()["id"]
+        wait_job(client, job_id, ("running",), timeout=120)
+
+        def a1111() -> dict[str, Any] | None:
+            answer = client.get("/sdapi/v1/progress").json()
+            return answer if answer["state"]["sampling_step"] > 0 and answer["current_image"] else None
+
+        answer = wait_for(a1111, timeout=60, every=0.2)
+        assert answer["state"]["job"] == f"job {job_id}" and answer["state"]["sampling_steps"] == 1000
+        assert 0 < answer["progress"] < 1
+        first = answer["state"]["sampling_step"]
+
+        def moved_on() -> dict[str, Any] | None:
+            job = client.get(f"/api/jobs/{job_id}").json()
+            return job if job.get("progress", {}).get("step", 0) > first else None
+
+        job = wait_for(moved_on, timeout=60, every=0.2)
+        assert job["progress"]["steps"] == 1000
+        with client.stream("GET", f"/api/jobs/{job_id}/events") as events:
+            preview = next(line for line in events.iter_lines() if '"preview": "data:image/png' in line)
+        assert preview.startswith("data: ")
+        assert client.delete(f"/api/jobs/{job_id}").status_code == 202
+        assert wait_job(client, job_id, timeout=120)["status"] == "cancelled"

@@ -129,6 +129,8 @@ def finetune_command(
     diffusers_logging.disable_progress_bar()  # the training bar is the one to watch
     transformers_logging.disable_progress_bar()
     result = finetune(cfg, log=lambda line: stderr.print(line, markup=False))
+    if not result.main_process:  # `accelerate launch`: the main process reports
+        return
     use = "--embedding" if chosen is Method.TEXTUAL_INVERSION else "--lora"
     suffix = "" if chosen is Method.TEXTUAL_INVERSION else ":0.8"
     minutes = result.seconds / 60

@@ -191,8 +191,11 @@ def generate_command(
         from keypaint.cli.bulk_cmd import generate_bulk
         from keypaint.core.painter import Painter
 
+        bulk_speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
+        bulk_speed.validate()  # here, not in each Ray painter after the prompts are read
         load = partial(Painter.load, model, device=device, dtype=dtype, vae=vae, allow_pickle=allow_pickle,
-                       home=home, limits=limits, max_model_bytes=max_model_bytes, builtin=MODEL)
+                       home=home, limits=limits, max_model_bytes=max_model_bytes, builtin=MODEL,
+                       speed=bulk_speed)
         generate_bulk(prompts, overrides, load, out, ray=ray, address=address, workers=workers,
                       console=console)
         return

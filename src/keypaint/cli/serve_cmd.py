@@ -25,8 +25,8 @@ def serve_command(
         str | None,
         typer.Option(help="model to start with (see `keypaint models`) (default: the built-in model)"),
     ] = None,
-    out: Annotated[Path, typer.Option(help="gallery folder; pictures go to OUT/YYYY-MM-DD/")
-                   ] = Path("outputs"),
+    out: Annotated[str, typer.Option(help="gallery folder, or an fsspec URL (s3://bucket/prefix; needs "
+                                          "--db); pictures go to OUT/YYYY-MM-DD/")] = "outputs",
     db: Annotated[str | None, typer.Option(
         help="job database: a SQLite file (default: OUT/keypaint-server.sqlite3) or "
              "postgresql://USER@HOST/DB, shared by several servers (and --ray's replicas)")] = None,
@@ -81,8 +81,10 @@ def serve_command(
     try:
         credentials = parse_auth(auth) if auth is not None else None
         db_path, db_url = database(db)
+        out_url = output_url(out, db)
         config = ServerConfig(
-            host=host, port=port, out=out, db=db_path, db_url=db_url, lease_s=lease, model=model, home=home,
+            host=host, port=port, out=Path(out if out_url is None else "."), out_url=out_url, db=db_path,
+            db_url=db_url, lease_s=lease, model=model, home=home,
             device=device, dtype=dtype,
             limits=Limits(max_pixels=max_pixels), speed=speed, max_pixel_steps=max_pixel_steps,
             max_queue=max_queue, max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials,
@@ -110,6 +112,18 @@ def serve_command(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"keypaint is serving http://{shown}:{port}/  (A1111 API at /sdapi/v1, jobs at /api)")
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def output_url(out: str, db: str | None) -> str | None:
+    """--out as an fsspec URL (None: a local folder); no job database goes beside a URL: --db is needed."""
+    from keypaint.outputs.remote import is_url
+
+    if not is_url(out):
+        return None
+    if db is None:
+        raise ValueError(f"--out {out} is not a folder to keep the job database in: give --db FILE or "
+                         "--db postgresql://USER@HOST/DB")
+    return out
 
 
 def database(db: str | None) -> tuple[Path | None, str | None]:

@@ -9,6 +9,8 @@ queue answers 429 at the ingress before anything reaches Ray.
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -70,6 +72,9 @@ def run_on_ray(config: ServerConfig, *, address: str | None, replicas: int | Non
     import ray
 
     ray.init(address=address, include_dashboard=False)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # either one stops it cleanly, the local Ray included
+        signal.signal(signum, lambda *_: stop.set())
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if min_replicas is not None:
         plan = Replicas(fixed=None, low=min_replicas, high=max_replicas, gpus=gpus > 0)
@@ -83,11 +88,10 @@ def run_on_ray(config: ServerConfig, *, address: str | None, replicas: int | Non
     shown = f"[{config.host}]" if ":" in config.host else config.host
     console.print(f"keypaint is serving http://{shown}:{config.port}/ on Ray (Ctrl-C stops it)")
     try:
-        import time
-
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        console.print("stopping keypaint on Ray ...")
         serve.delete(APP_NAME)
         serve.shutdown()
         ray.shutdown()

@@ -7,8 +7,10 @@ what is trained (LoRA layers or new token vectors); 6. the denoising loop with S
 weighting, resumable checkpoints and sample pictures; 7. write the small output file with its metadata,
 never over an existing file.
 
-Each step's random draws come from a CPU generator seeded by (seed, step), so a run resumed after a kill
-takes exactly the steps the uninterrupted run would have taken.
+Each step's random draws come from a CPU generator seeded by (seed, step, process), so a run resumed after a
+kill takes exactly the steps the uninterrupted run would have taken. Under `accelerate launch` each process
+trains on its own draws and steps with every process's mean gradient; the main process alone paints the
+class pictures and the samples and writes the checkpoints, the output file and the report.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ from keypaint.models.adapter_format import FinetuneInfo, embedding_header, lora_
 from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import BUILTIN_ALIASES, keypaint_home, resolve_model
 from keypaint.training.checkpoint import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
-from keypaint.training.common import Schedule, make_accelerator
+from keypaint.training.common import Schedule, average_gradients, make_accelerator
 from keypaint.training.latents import encode_latents
 from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 from keypaint.training.unet import snr_weight
 from keypaint.versions import package_version
 
 StepHook = Callable[[int], None]
+PROCESS_STRIDE = 7_777_777  # seeds of process k's steps start here times k (no run has that many steps)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class FinetuneResult:
     device: str
     samples: list[Path]
     note: str | None  # what was done to pictures of other sizes, if anything
+    main_process: bool = True  # False in the other processes of `accelerate launch` (they print nothing)
 
 
 def plan(cfg: FinetuneConfig) -> Plan:
@@ -124,7 +128,9 @@ def finetune(
     run_dir = checked.run_dir
     cpu = cfg.cpu if model is None else model.pipe.unet.device.type != "cuda"
     accelerator = make_accelerator(run_dir, cpu=cpu)
-    device = accelerator.device
+    device, main = accelerator.device, accelerator.is_main_process
+    if not main:
+        log = _silent
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = read_checkpoint(latest_checkpoint(run_dir)) if cfg.resume else None  # type: ignore[arg-type]
     if ckpt is not None and ckpt.state.get("identity") != cfg.identity():
@@ -154,8 +160,8 @@ def finetune(
         if cfg.uses_prior:
             folder = cfg.class_dir or run_dir / "class"
             class_paths = class_pictures(folder)[: cfg.class_images]
-            if cfg.class_prompt:
-                class_paths = make_class_pictures(
+            if cfg.class_prompt and main:
+                make_class_pictures(
                     model,
                     folder,
                     cfg.class_prompt,
@@ -163,6 +169,8 @@ def finetune(
                     seed=cfg.seed,
                     on_picture=lambda i, n: log(f"class picture {i}/{n}") if i == n else None,
                 )
+            accelerator.wait_for_everyone()
+            class_paths = class_pictures(folder)[: cfg.class_images]
 
         # 4. latents of the pictures, once
         from keypaint.data.folder import Record
@@ -236,7 +244,9 @@ def finetune(
         batch = cfg.batch_size
 
         def step(index: int) -> StepResult:
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
+            g = torch.Generator().manual_seed(
+                cfg.seed * 1_000_003 + index + PROCESS_STRIDE * accelerator.process_index
+            )
             idx = torch.randint(len(mean), (batch,), generator=g)
             z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=g)
             texts = [captions[i] for i in idx.tolist()]
@@ -266,6 +276,7 @@ def finetune(
             if class_mean is not None:
                 loss = loss + cfg.prior_weight * per_sample[batch:].mean()
             loss.backward()
+            average_gradients(accelerator, params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -276,7 +287,7 @@ def finetune(
             save_checkpoint(run_dir, Checkpoint(trained, {}, optimizer.state_dict(), state))
 
         def paint_samples(index: int) -> None:
-            if cfg.sample_every and (index % cfg.sample_every == 0 or index == cfg.steps):
+            if main and cfg.sample_every and (index % cfg.sample_every == 0 or index == cfg.steps):
                 samples.append(sampler.paint(index, vectors))
                 unet.train()
 
@@ -311,7 +322,9 @@ def finetune(
             tensors, header = embedding_tensors(model, vectors), embedding_header(info, model.kind)
     finally:
         _give_back(model)
-    write_new_file(checked.out, tensors, header)
+    if main:
+        write_new_file(checked.out, tensors, header)
+    accelerator.wait_for_everyone()
     result = FinetuneResult(
         path=checked.out,
         method=cfg.method.value,
@@ -324,6 +337,7 @@ def finetune(
         device=info.device,
         samples=samples,
         note=note,
+        main_process=main,
     )
     report = {
         **{k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()},
@@ -331,6 +345,10 @@ def finetune(
     }
     loop.finish(run_dir, lambda: report, announce=False)
     return result
+
+
+def _silent(_: str) -> None:
+    """The log of processes other than the main one."""
 
 
 def _give_back(model: LoadedModel) -> None:

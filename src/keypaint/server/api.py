@@ -224,7 +224,7 @@ def job_json(state: ServerState, job: JobRecord) -> dict[str, Any]:
     }
     if job.status == "queued":
         data["position"] = state.store.position(job)
-    progress = state.worker.progress
+    progress = state.worker.progress_of(job.id)  # under --ray: read from the replica's rows
     if job.status == "running" and progress is not None and progress.job_id == job.id:
         data["progress"] = progress_json(progress, with_preview=False)
     if job.image_ids:

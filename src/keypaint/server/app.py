@@ -8,11 +8,12 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from keypaint.core.painter import Painter
 from keypaint.outputs.leftovers import remove_stale_leftovers
+from keypaint.outputs.remote import RemoteFolder
 from keypaint.outputs.saving import check_writable
 from keypaint.server.api import job_router
 from keypaint.server.config import ServerConfig
@@ -53,8 +54,12 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
     `store` (default: the one `config` names) and `worker_class` let keypaint.cluster run the same app as
     Ray Serve's ingress, whose worker hands jobs to Painter replicas instead of painting them."""
     config.check_bind()
-    check_writable(config.out)
-    remove_stale_leftovers(config.out)  # temporary files of saves a killed server never finished
+    remote = RemoteFolder(config.out_url) if config.out_url else None  # serve --out s3://... (fsspec)
+    if remote is not None:
+        remote.check_writable()
+    else:
+        check_writable(config.out)
+        remove_stale_leftovers(config.out)  # temporary files of saves a killed server never finished
     factory = factory or default_factory(config)
     painter = painter or factory(config.model)
     store = store or open_store(config)
@@ -85,12 +90,20 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
         app.include_router(verify_router(state, verifier))
 
     @app.get("/files/{name:path}", include_in_schema=False)
-    def files(name: str, download: bool = False) -> FileResponse:
+    def files(name: str, download: bool = False) -> Response:
+        disposition = "attachment" if download else "inline"
+        if remote is not None:
+            data = remote.read(name) if plain_name(name) else None
+            if data is None:
+                raise HTTPException(404, "no such file")
+            filename = name.rsplit("/", 1)[-1]
+            return Response(data, media_type="image/png", headers={
+                "Content-Disposition": f'{disposition}; filename="{filename}"' if download else disposition})
         path = safe_path(config.out, name)
         if path is None:
             raise HTTPException(404, "no such file")
         return FileResponse(path, media_type="image/png", filename=path.name if download else None,
-                            content_disposition_type="attachment" if download else "inline")
+                            content_disposition_type=disposition)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -104,18 +117,23 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
 def safe_path(root: Path, name: str) -> Path | None:
     """The file `name` names inside `root`, or None if it could lead anywhere else.
 
-    `name` arrives percent-decoded; it must be a plain relative path of visible parts ending in .png,
-    and must still be inside `root` once symbolic links are resolved.
+    `name` arrives percent-decoded; it must be a `plain_name`, and must still be inside `root` once
+    symbolic links are resolved.
     """
-    if not name or len(name) > 1024 or any(ch in name for ch in "\\\0:") or name.startswith("/"):
-        return None
-    parts = name.split("/")
-    if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
-        return None
-    if not name.lower().endswith(SERVED_SUFFIXES):
+    if not plain_name(name):
         return None
     base = root.resolve()
     path = (base / name).resolve()
     if not path.is_relative_to(base) or not path.is_file():
         return None
     return path
+
+
+def plain_name(name: str) -> bool:
+    """`name` is a plain relative path of visible parts ending in .png (no way out of the output folder)."""
+    if not name or len(name) > 1024 or any(ch in name for ch in "\\\0:") or name.startswith("/"):
+        return False
+    parts = name.split("/")
+    if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+        return False
+    return name.lower().endswith(SERVED_SUFFIXES)

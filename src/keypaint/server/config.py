@@ -41,6 +41,7 @@ class ServerConfig:
     # jobs in PostgreSQL (server.pg_job_store) instead of the SQLite file: several processes share them
     db_url: str | None = None  # postgresql://USER@HOST:PORT/DB
     lease_s: float = 30.0  # a runner silent this long is gone: its job runs elsewhere (once)
+    out_url: str | None = None  # pictures in this fsspec location (s3://bucket/prefix, ...) instead of OUT
 
     @property
     def db_path(self) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict
 
+from keypaint.outputs.remote import RemoteFolder
 from keypaint.server.errors import FieldError
 from keypaint.server.state import ServerState
 
@@ -48,14 +49,25 @@ def verify_router(state: ServerState, verify_image: Callable[[Path], Any]) -> AP
             record = state.store.get_image(body.image_id)
             if record is None:
                 raise HTTPException(404, f"no image {body.image_id}")
-            return {"image_id": record.id, "result": jsonable(verify_image(state.config.out / record.path))}
+            if state.config.out_url is None:
+                result = verify_image(state.config.out / record.path)
+                return {"image_id": record.id, "result": jsonable(result)}
+            raw = RemoteFolder(state.config.out_url).read(record.path)  # serve --out URL: a local copy
+            if raw is None:
+                raise HTTPException(404, f"image {body.image_id}'s file is gone")
+            return {"image_id": record.id, "result": jsonable(_verify_bytes(verify_image, raw))}
         raw, _ = state.upload(body.image, "image")
-        with tempfile.TemporaryDirectory(prefix="keypaint-verify-") as folder:
-            path = Path(folder) / f"upload{suffix_of(raw)}"
-            path.write_bytes(raw)
-            return {"result": jsonable(verify_image(path))}
+        return {"result": jsonable(_verify_bytes(verify_image, raw))}
 
     return router
+
+
+def _verify_bytes(verify_image: Callable[[Path], Any], raw: bytes) -> Any:
+    """Verify a picture held in memory, through a private temporary file."""
+    with tempfile.TemporaryDirectory(prefix="keypaint-verify-") as folder:
+        path = Path(folder) / f"upload{suffix_of(raw)}"
+        path.write_bytes(raw)
+        return verify_image(path)
 
 
 def suffix_of(raw: bytes) -> str:

@@ -25,6 +25,7 @@ from keypaint.core.painter import GeneratedImage, Interrupted, Painter, StepEven
 from keypaint.core.params import GenerationParams
 from keypaint.core.sizes import paints_native_for_a1111, size_warning, upscaled
 from keypaint.errors import Cancelled, KeypaintError
+from keypaint.outputs.remote import RemoteFile, RemoteFolder
 from keypaint.outputs.results import infotext_for, metadata_for, save_generated
 from keypaint.outputs.saving import output_dir
 from keypaint.server.config import ServerConfig
@@ -64,7 +65,7 @@ class Outcome:
     done: threading.Event = field(default_factory=threading.Event)
     images: list[GeneratedImage] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
-    paths: list[Path] = field(default_factory=list)  # where they were saved (A1111's save_images)
+    paths: list[Path | RemoteFile] = field(default_factory=list)  # where they were saved (A1111's)
     warnings: list[str] = field(default_factory=list)  # e.g. a size far from the model's native one
     error: str | None = None
     status: str = "queued"
@@ -85,6 +86,7 @@ class Worker:
         self._outcomes: dict[str, Outcome] = {}
         self._pending = threading.Event()  # set whenever a job may have been queued
         self._stopping = threading.Event()
+        self._remote = RemoteFolder(config.out_url) if config.out_url else None  # serve --out URL
         self._thread = threading.Thread(target=self._loop, name="keypaint-worker", daemon=True)
 
     # --- called from request handlers -------------------------------------------------------------------
@@ -274,15 +276,14 @@ class Worker:
         """Save and record `results`; a job cancelled after some batches keeps those ("cancelled")."""
         infotexts = [infotext_for(r) for r in results]
         image_ids: list[int] = []
-        paths: list[Path] = []
+        paths: list[Path | RemoteFile] = []
         if spec.save:
-            folder = output_dir(self.config.out)
             for result, infotext in zip(results, infotexts, strict=True):
-                path = save_generated(result, folder)
+                path, name = self._save(result)
                 paths.append(path)
                 width, height = result.image.size
                 image_ids.append(self.store.add_image(
-                    job.id, path.relative_to(self.config.out).as_posix(), seed=result.seed, width=width,
+                    job.id, name, seed=result.seed, width=width,
                     height=height, infotext=infotext, metadata=metadata_for(result), spec=spec.to_json(),
                 ))
         info = {**_run_info(results, infotexts), "warnings": warnings}
@@ -293,6 +294,14 @@ class Worker:
             outcome.images, outcome.infotexts, outcome.paths = results, infotexts, paths
             outcome.warnings = warnings
         self._settle(job.id, status, error=error)
+
+    def _save(self, result: GeneratedImage) -> tuple[Path | RemoteFile, str]:
+        """Write one picture to OUT/YYYY-MM-DD (or the --out URL's); where it is, and its name under OUT."""
+        if self._remote is not None:
+            saved = self._remote.save(result)
+            return saved, saved.relative
+        path = save_generated(result, output_dir(self.config.out))
+        return path, path.relative_to(self.config.out).as_posix()
 
     def _fail(self, job_id: str, error: str, progress: Progress, status: JobStatus = "failed") -> None:
         info = {"steps_done": progress.step, "batch": progress.batch}

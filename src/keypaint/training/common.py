@@ -64,6 +64,17 @@ def make_accelerator(run_dir: Path, cpu: bool = False) -> Accelerator:
     return accelerator
 
 
+def average_gradients(accelerator: Accelerator, params: list[torch.nn.Parameter]) -> None:
+    """Data parallel without DDP's wrapper (trained tensors outside one module: LoRA layers, token vectors):
+    every process steps with all processes' mean gradient, so their weights stay identical."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if accelerator.num_processes == 1 or not grads:
+        return
+    flat = accelerator.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="mean")
+    for grad, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(mean.view_as(grad))
+
+
 def make_ema(model: torch.nn.Module, decay: float) -> EMAModel:
     """EMA of the weights with diffusers' warm-up (decay grows as 1 - (1 + step)^-2/3 up to `decay`)."""
     return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, power=2 / 3, foreach=True)

@@ -7,6 +7,8 @@ to save a checkpoint (`save(state)`). The loop owns the rest:
 - the budget: stop at `max_steps` or after `max_minutes`, and set the learning rate from the `Schedule`
   (which follows whichever of the two runs out first) before every step;
 - logging: the mean loss and the throughput every `log_every` steps (trackers, a printed line, the bar);
+- many processes (`accelerate launch`): the logged loss is every process's mean, and the time budget's end is
+  the main process's call, so all processes stop at the same step and none waits forever on the others;
 - the non-finite loss check at every log, a `NonFiniteLoss` error naming the step;
 - checkpoints every `checkpoint_every` steps and once at the end (main process only);
 - the end-of-run report: `report.json` in the run folder, and a `<kind> done: {...}` line.
@@ -121,7 +123,7 @@ class TrainingLoop:
                    mininterval=self.display.mininterval)
         while self.step < cadence.max_steps:
             elapsed = self.elapsed()
-            if cadence.max_minutes and elapsed >= 60 * cadence.max_minutes:
+            if cadence.max_minutes and self._out_of_time(elapsed):
                 break
             for group in optimizer.param_groups:
                 group["lr"] = schedule.lr_at(self.step, elapsed)
@@ -131,7 +133,7 @@ class TrainingLoop:
             loss_sum, loss_n = loss_sum + result.loss.detach(), loss_n + 1  # no sync with the device
             bar.update(1)
             if self.step % cadence.log_every == 0 or self.step == cadence.max_steps:
-                self.loss, loss_sum, loss_n, self.rate = float(loss_sum) / loss_n, 0.0, 0, meter.rate()
+                self.loss, loss_sum, loss_n, self.rate = self._mean(loss_sum) / loss_n, 0.0, 0, meter.rate()
                 self._log(optimizer, bar, note)
                 self.check_finite()
             if self.step % cadence.checkpoint_every == 0 and accelerator.is_main_process:
@@ -148,6 +150,21 @@ class TrainingLoop:
                 self.loss, self.rate = float(loss_sum) / loss_n, self.rate or meter.rate()
             self._save(save, extra)
         return Summary(self.step, self.loss, self.rate, self.elapsed(), seconds)
+
+    def _out_of_time(self, elapsed: float) -> bool:
+        """The budget is spent: the main process's clock decides for every process."""
+        spent = elapsed >= 60 * (self.cadence.max_minutes or 0.0)
+        if self.accelerator.num_processes == 1:
+            return spent
+        accelerator = self.accelerator
+        flag = torch.tensor([float(spent and accelerator.is_main_process)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def _mean(self, loss_sum: torch.Tensor | float) -> float:
+        """The summed loss averaged over the processes (a collective: every process logs at the same step)."""
+        if self.accelerator.num_processes == 1 or not isinstance(loss_sum, torch.Tensor):
+            return float(loss_sum)
+        return float(self.accelerator.reduce(loss_sum.detach().clone(), reduction="mean"))
 
     def check_finite(self) -> None:
         """NonFiniteLoss naming the step when the current loss is NaN or infinite."""
