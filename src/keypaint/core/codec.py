@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
+from keypaint.core.flow import FlowOptions
 from keypaint.core.params import GenerationParams, LoraRef
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
@@ -23,6 +24,7 @@ JSON_TYPES: dict[str, Any] = {
     "prompt": str, "negative_prompt": str, "steps": int, "guidance_scale": int | float, "sampler": str,
     "seed": int, "width": int | None, "height": int | None, "batch_size": int, "batch_count": int,
     "strength": int | float, "best_of": int, "loras": list, "embeddings": list, "expand_keywords": bool,
+    "flow": dict,
 }
 JSON_FIELDS = tuple(f.name for f in fields(GenerationParams) if f.name not in PICTURES)
 assert set(JSON_FIELDS) == set(JSON_TYPES), "every GenerationParams field needs its JSON type here"
@@ -36,7 +38,7 @@ def params_to_json(params: GenerationParams, only: Iterable[str] | None = None) 
         "width": params.width, "height": params.height, "batch_size": params.batch_size,
         "batch_count": params.batch_count, "strength": params.strength, "best_of": params.best_of,
         "loras": [[ref.source, ref.weight] for ref in params.loras], "embeddings": list(params.embeddings),
-        "expand_keywords": params.expand_keywords,
+        "expand_keywords": params.expand_keywords, "flow": params.flow.to_json(),
     }
     return {name: values[name] for name in (JSON_FIELDS if only is None else only)}
 
@@ -73,6 +75,8 @@ def decode_field(name: str, value: Any) -> Any:
         return float(value)
     if name == "loras":
         return tuple(_lora_ref(item) for item in value)
+    if name == "flow":
+        return FlowOptions.from_json(value)
     if name == "embeddings":
         for item in value:
             if not isinstance(item, str):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
+from keypaint.core.flow import FlowOptions
 from keypaint.core.samplers import Sampler
 from keypaint.errors import InvalidParams
 
@@ -65,6 +66,7 @@ class GenerationParams:
     loras: tuple[LoraRef, ...] = ()  # LoRAs applied with their weights (A1111's <lora:name:w> also works)
     embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
     expand_keywords: bool = True  # a keyword the model knows brings its trained tags (prompts.vocabulary)
+    flow: FlowOptions = FlowOptions()  # SD3/Flux only: time shift, Flux dev's distilled guidance (core.flow)
 
     @classmethod
     def from_keywords(
@@ -119,6 +121,9 @@ class GenerationParams:
                 f"{self.init_image.size[0]}x{self.init_image.size[1]}",
             )
         self._validate_adapters(limits)
+        if not isinstance(self.flow, FlowOptions):
+            raise InvalidParams("flow", f"must be FlowOptions, got {self.flow!r}")
+        self.flow.validate()
 
     def _validate_adapters(self, limits: Limits) -> None:
         if len(self.loras) > limits.max_adapters or len(self.embeddings) > limits.max_adapters:
