@@ -62,6 +62,13 @@ def generate_command(
         typer.Option(help="model name (see `keypaint models`), file or folder [default: the built-in model]"),
     ] = None,
     vae: Annotated[Path | None, typer.Option(help="a separate VAE file or folder")] = None,
+    clip_l: Annotated[Path | None, typer.Option("--clip-l", help="SD3/Flux: a separate CLIP-L file")] = None,
+    clip_g: Annotated[Path | None, typer.Option("--clip-g", help="SD3: a separate CLIP-G file")] = None,
+    t5: Annotated[Path | None, typer.Option("--t5", help="SD3/Flux: a separate T5-XXL file (fp16 or fp8)")] = None,
+    shift: Annotated[float | None, typer.Option(help="SD3/Flux: time shift of the sampling grid")] = None,
+    distilled_cfg: Annotated[
+        float | None, typer.Option("--distilled-cfg", help="Flux dev: distilled guidance [default: 3.5]")
+    ] = None,
     lora: Annotated[
         list[str] | None,
         typer.Option(help="LoRA FILE:WEIGHT (or a name in <home>/loras), weight in [-2, 2]; repeatable"),
@@ -151,6 +158,10 @@ def generate_command(
         overrides["loras"] = tuple(LoraRef.parse(text) for text in lora)
     if embedding:
         overrides["embeddings"] = tuple(embedding)
+    if shift is not None or distilled_cfg is not None:
+        from keypaint.core.flow import FlowOptions
+
+        overrides["flow"] = FlowOptions(shift=shift, distilled_guidance=distilled_cfg)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lcm:
         overrides = _lcm_preset(overrides)
@@ -182,6 +193,7 @@ def generate_command(
         lazy=True,
         scorer=scorer,
         builtin=builtin_files(),
+        components=_components(clip_l, clip_g, t5),
     )
     # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
     # path) is refused before the model loads
@@ -207,6 +219,15 @@ def generate_command(
     for result in results:
         path = save_generated(result, folder, format=format, provenance=provenance)  # type: ignore[arg-type]
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
+
+
+def _components(clip_l: Path | None, clip_g: Path | None, t5: Path | None) -> Any:
+    """--clip-l, --clip-g, --t5: an SD3/Flux model's separate text encoders (None when none is given)."""
+    if clip_l is None and clip_g is None and t5 is None:
+        return None
+    from keypaint.models.flow_files import ComponentFiles
+
+    return ComponentFiles(clip_l=clip_l, clip_g=clip_g, t5=t5)
 
 
 def _lcm_preset(overrides: dict[str, Any]) -> dict[str, Any]:

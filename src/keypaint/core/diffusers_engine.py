@@ -65,11 +65,11 @@ class DiffusersEngine:
 
     @property
     def device(self) -> str:
-        return str(self.model.pipe.unet.device)
+        return str(self.model.denoiser.device)
 
     @property
     def dtype(self) -> str:
-        return dtype_name(self.model.pipe.unet.dtype)
+        return dtype_name(self.model.denoiser.dtype)
 
     def prepare(self, params: GenerationParams) -> DiffusersJob:
         from keypaint.prompts.encode import encode_prompts
@@ -81,9 +81,9 @@ class DiffusersEngine:
             expansion = self.model.expand(active.prompt, skip=active.names)
             prompt = expansion.prompt
             active.extra.update(expansion_record(active.prompt, expansion))
-        unet = self.model.pipe.unet
+        denoiser = self.model.denoiser
         embeds = encode_prompts(
-            self.model, prompt, active.negative_prompt, device=unet.device, dtype=unet.dtype,
+            self.model, prompt, active.negative_prompt, device=denoiser.device, dtype=denoiser.dtype,
             embeddings=active.embeddings,
         )
         extra: dict[str, Any] = dict(active.extra)

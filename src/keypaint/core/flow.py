@@ -9,10 +9,12 @@ network ("Distilled CFG Scale", Forge's name; 3.5 by default), beside real CFG, 
 prompt and a second pass.
 
 Samplers keep A1111's names and map to diffusers' flow schedulers: Euler (FlowMatchEulerDiscreteScheduler,
-ComfyUI `euler` + `simple`), Euler a (its stochastic variant), Heun (FlowMatchHeunDiscreteScheduler; SD3
-only, Flux's pipeline sets its own time grid), DPM++ 2M and UniPC (the multistep solvers on flow sigmas),
-LCM (FlowMatchLCMScheduler). keypaint's default, DPM++ 2M Karras, has no flow form (Karras sigmas are a
-variance-exploding grid) and means Euler on these models, as Forge's and ComfyUI's flow presets do.
+ComfyUI `euler` + `simple`), Heun (FlowMatchHeunDiscreteScheduler; SD3 only, Flux's pipeline sets its own
+time grid), DPM++ 2M and UniPC (the multistep solvers on flow sigmas; on Flux only with its size-dependent
+shift, which its pipeline always hands them). keypaint's default, DPM++ 2M Karras, has no flow form (Karras
+sigmas are a variance-exploding grid) and means Euler on these models, as Forge's and ComfyUI's flow presets
+do. The stochastic flow samplers (diffusers' stochastic Euler, FlowMatchLCM) are left out: the SD3 and Flux
+pipelines step them without the picture's generator, so their pictures would not follow from the seed.
 """
 
 from __future__ import annotations
@@ -39,11 +41,9 @@ SHIFT_LABEL = "Shift"
 _MULTISTEP = {"prediction_type": "flow_prediction", "use_flow_sigmas": True}
 FLOW_SAMPLERS: dict[Sampler, tuple[str, dict[str, Any]]] = {
     Sampler.EULER: ("FlowMatchEulerDiscreteScheduler", {}),
-    Sampler.EULER_A: ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}),
     Sampler.HEUN: ("FlowMatchHeunDiscreteScheduler", {}),
     Sampler.DPMPP_2M: ("DPMSolverMultistepScheduler", {**_MULTISTEP, "algorithm_type": "dpmsolver++"}),
     Sampler.UNIPC: ("UniPCMultistepScheduler", _MULTISTEP),
-    Sampler.LCM: ("FlowMatchLCMScheduler", {}),
 }
 FLUX_REFUSED = (Sampler.HEUN,)  # FluxPipeline hands the scheduler its own sigmas, which Heun does not take
 DEFAULT_SAMPLER = Sampler.DPMPP_2M_KARRAS  # GenerationParams' default; Euler on flow models
@@ -104,14 +104,18 @@ class FlowOptions:
         return options
 
 
-def resolve_flow(params: GenerationParams, kind: str, guidance_embeds: bool) -> GenerationParams:
-    """`params` for a model of family `kind` ("sd3", "flux", ...): what a flow model cannot run is refused,
-    what it leaves open filled in (the default sampler, Flux dev's distilled guidance)."""
+def resolve_flow(params: GenerationParams, kind: str, guidance_embeds: bool, multiple: int) -> GenerationParams:
+    """`params` for a model of family `kind` ("sd3", "flux", ...) whose picture sides are multiples of
+    `multiple`: what a flow model cannot run is refused, what it leaves open filled in (the default
+    sampler, Flux dev's distilled guidance)."""
     flow = params.flow
     if kind not in ("sd3", "flux"):
         if not flow.is_default:
             raise InvalidParams("flow", "shift and distilled guidance are for SD3 and Flux models")
         return params
+    for name, side in (("width", params.width), ("height", params.height)):
+        if side is not None and side % multiple:
+            raise InvalidParams(name, f"must be a multiple of {multiple} for this {kind} model, got {side}")
     sampler = Sampler.EULER if params.sampler is DEFAULT_SAMPLER else params.sampler
     if sampler not in FLOW_SAMPLERS or (kind == "flux" and sampler in FLUX_REFUSED):
         known = ", ".join(s.value for s in FLOW_SAMPLERS if not (kind == "flux" and s in FLUX_REFUSED))
@@ -124,17 +128,27 @@ def resolve_flow(params: GenerationParams, kind: str, guidance_embeds: bool) -> 
     return replace(params, sampler=sampler, flow=flow)
 
 
-def make_flow_scheduler(sampler: Sampler, base_config: dict[str, Any], shift: float | None) -> SchedulerMixin:
+def make_flow_scheduler(sampler: Sampler, base_config: dict[str, Any], shift: float | None,
+                        size_shift: bool = False) -> SchedulerMixin:
     """A fresh flow scheduler for `sampler` on the model's own schedule; `shift` fixes the time shift
-    (which turns Flux dev's size-dependent shift off)."""
+    (which turns Flux dev's size-dependent shift off). `size_shift`: the pipeline hands the scheduler a
+    shift chosen from the picture size (Flux), which the multistep solvers take only as their own shift."""
     import diffusers
 
     name, overrides = FLOW_SAMPLERS[sampler]
+    multistep = name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+    if multistep and size_shift and (shift is not None or not base_config.get("use_dynamic_shifting")):
+        raise InvalidParams("sampler", f"{sampler.value} on Flux runs with Flux dev's size-dependent shift only; "
+                            "use Euler for a fixed shift or Flux schnell")
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    if name != "FlowMatchEulerDiscreteScheduler":  # the other classes take only the shift of its options
+        config = {k: v for k, v in config.items() if k in ("num_train_timesteps", "shift", "use_dynamic_shifting",
+                                                             "base_shift", "max_shift", "base_image_seq_len",
+                                                             "max_image_seq_len")}
     if shift is not None:
         config.update(shift=float(shift), use_dynamic_shifting=False)
-    if name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler"):
-        config["flow_shift"] = float(config.get("shift", 1.0))
-        config["use_dynamic_shifting"] = False
+    if multistep:
+        config = {"num_train_timesteps": config.get("num_train_timesteps", 1000),
+                  "flow_shift": float(config.get("shift", 1.0)), "use_dynamic_shifting": size_shift}
     scheduler_class: type[SchedulerMixin] = getattr(diffusers, name)
     return scheduler_class.from_config(config, **overrides)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from keypaint.core.onnx_coldstart.bundle import BuiltinFiles
     from keypaint.core.onnx_coldstart.model import ColdStartModel
     from keypaint.core.speed import Accelerated
+    from keypaint.models.flow_files import ComponentFiles
     from keypaint.models.loaded import LoadedModel
     from keypaint.provenance.policy import ContentPolicy
 
@@ -137,6 +138,7 @@ class Painter:
         lazy: bool = False,
         scorer: PictureScorer | None = None,
         builtin: BuiltinFiles | None = None,
+        components: ComponentFiles | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
@@ -147,7 +149,8 @@ class Painter:
         (the CLI quiets loading progress bars). With `lazy`, the model loads on first need, so that
         `plan` can refuse a request first (the CLI does this). `scorer` rates best-of candidates
         (`keypaint.scorer`); `builtin` says where the built-in model's files are (`keypaint.builtin`), for
-        its frozen bundle: without it the frozen path is off.
+        its frozen bundle: without it the frozen path is off. `components`: an SD3/Flux file's separate text
+        encoders (`--clip-l`, `--clip-g`, `--t5`).
         """
         from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
@@ -168,7 +171,7 @@ class Painter:
             torch_dtype = pick_dtype(torch_device, dtype)
             return load_model(
                 model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype,
-                max_bytes=max_model_bytes,
+                max_bytes=max_model_bytes, components=components,
             )
 
         frozen = None
@@ -202,11 +205,11 @@ class Painter:
 
     @property
     def device(self) -> torch.device:
-        return self.model.pipe.unet.device
+        return self.model.denoiser.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.pipe.unet.dtype
+        return self.model.denoiser.dtype
 
     @property
     def native_size(self) -> int:
@@ -237,12 +240,27 @@ class Painter:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
         from keypaint.core.planning import fill_in
 
+        from keypaint.core.flow import resolve_flow
+
         files = self.plan(params)
         resolved = fill_in(params, self.native_size, self.limits)
+        # SD3/Flux: their samplers, guidance and sizes (core.flow); other models refuse flow settings
+        resolved = resolve_flow(resolved, *self._flow_traits())
         if self._engines and not self.loaded and not files.loras and not files.embeddings:
             return resolved  # an engine without the model (the frozen bundle) may run it: nothing to check
         self.adapters.fit(files)  # LoRA and embedding files fit this model
         return resolved
+
+    def _flow_traits(self) -> tuple[str, bool, int]:
+        """(model family, takes distilled guidance, what picture sides must be a multiple of)."""
+        if not self.loaded:
+            return "keypaint", False, 8  # the frozen bundle paints the built-in model only
+        model = self.model
+        if not model.kind.is_flow:
+            return model.kind.value, False, 8
+        factor = int(model.pipe.vae_scale_factor) * (2 if model.kind.value == "flux" else 1)
+        guidance = bool(getattr(model.pipe.transformer.config, "guidance_embeds", False))
+        return model.kind.value, guidance, factor * int(getattr(model.pipe.transformer.config, "patch_size", 1))
 
     def generate(
         self,

@@ -39,7 +39,7 @@ class Accelerated:
         from keypaint.core.speed.deepcache import DeepCacheUNet
         from keypaint.core.speed.onnx import OnnxUNet, OnnxVae
 
-        for part in (self.pipe.unet, self.pipe.vae):
+        for part in (getattr(self.pipe, "unet", None), self.pipe.vae):
             if isinstance(part, OnnxUNet | OnnxVae):
                 part.graphs.sync()
             if isinstance(part, DeepCacheUNet):
@@ -70,7 +70,11 @@ def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
 
     if options.threads is not None:
         torch.set_num_threads(options.threads)  # PyTorch's pool is process-wide; this is the caller's choice
-    device = pipe.unet.device
+    unet = getattr(pipe, "unet", None)
+    device = (unet if unet is not None else pipe.transformer).device
+    if unet is None and (options.fast or options.deep_cache > 1 or options.token_merging > 0):
+        raise InvalidParams("fast", "--fast, DeepCache and token merging run U-Net models; SD3 and Flux take "
+                            "the plain path (offload and VAE tiling work)")
     if options.offload is not Offload.NONE or options.vae_tiling:
         _low_memory(pipe, options, device)
     notes: dict[str, Any] = {}
