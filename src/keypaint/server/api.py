@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from keypaint.core.adapters import is_name
+from keypaint.core.flow import FlowOptions
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
@@ -73,6 +74,8 @@ class JobRequest(BaseModel):
     # a name from core.presets ("lcm": LCM sampler, 4 steps, CFG 1 and the built-in LCM-LoRA) filling in
     # the fields this request leaves out; it never overrides one the request gives
     preset: str | None = None
+    shift: Float | None = None  # SD3/Flux: time shift of the sampling grid (core.flow)
+    distilled_guidance: Float | None = None  # Flux dev: its guidance input (Forge: Distilled CFG Scale)
 
     def job_spec(self) -> JobSpec:
         self._check_names()
@@ -99,6 +102,8 @@ class JobRequest(BaseModel):
             values["embeddings"] = tuple(self.embeddings)
         if self.preset is not None:
             values = apply_preset(self.preset, values)
+        if self.shift is not None or self.distilled_guidance is not None:
+            values["flow"] = FlowOptions(shift=self.shift, distilled_guidance=self.distilled_guidance)
         return JobSpec(GenerationParams(**values), model=self.model, save=True,
                        request=self.model_dump(exclude={"init_image", "mask"}))
 

@@ -43,6 +43,8 @@ class ServerState:
             params = check_spec(spec, init, mask, limits=self.config.limits,
                                 max_pixel_steps=self.config.max_pixel_steps,
                                 native_size=painter.model.native_size)
+            if spec.model not in (None, painter.model.name) and not params.flow.is_default:
+                params = replace(params, flow=type(params.flow)())  # another model's: checked once it loads
             painter.resolve(params)  # and whatever else the painter itself refuses (e.g. a content policy)
         except InvalidParams as err:
             raise rename(err, names) from None
