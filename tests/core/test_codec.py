@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from keypaint.core.codec import JSON_FIELDS, params_from_json, params_to_json
+from keypaint.core.flow import FlowOptions
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import LCM_LORA, apply_preset
 from keypaint.core.samplers import Sampler
@@ -20,7 +21,7 @@ FULL = GenerationParams(
     prompt="red apple, (fruit:1.3)", negative_prompt="blurry", steps=12, guidance_scale=5.5,
     sampler=Sampler.EULER_A, seed=42, width=256, height=320, batch_size=2, batch_count=3, strength=0.4,
     best_of=2, loras=(LoraRef("zqstyle", 0.8), LoraRef("keypaint-lcm", 1.0)), embeddings=("zqword",),
-    expand_keywords=False,
+    expand_keywords=False, flow=FlowOptions(shift=2.0, distilled_guidance=4.0),
 )
 
 

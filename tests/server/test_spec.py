@@ -19,7 +19,7 @@ def test_job_spec_json_keeps_its_keys_and_reads_back() -> None:
     data = spec.to_json()
     assert list(data) == ["prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width",
                           "height", "batch_size", "batch_count", "strength", "model", "loras", "embeddings",
-                          "expand_keywords", "save", "fit_native", "request"]
+                          "expand_keywords", "flow", "save", "fit_native", "request"]
     assert data["sampler"] == "Euler" and data["loras"] == [["zq", 0.5]]
     assert JobSpec.from_json(data) == spec
 
