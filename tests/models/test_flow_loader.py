@@ -169,3 +169,23 @@ def test_a_gguf_without_a_flow_transformer_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelError, match="no SD3 or Flux transformer in this GGUF file"):
         check_model(path, home=tmp_path)
+
+
+def test_sd3_runs_without_t5_when_asked(tmp_path: Path) -> None:
+    from keypaint.core.painter import Painter
+    from keypaint.core.params import GenerationParams
+
+    pipe = tiny_sd3_pipeline()
+    pipe.save_pretrained(tmp_path / "folder")
+    whole = {k: v for k, v in whole_checkpoint(pipe).items() if not k.startswith("text_encoders.t5xxl.")}
+    path = save(whole, tmp_path / "sd3-no-t5.safetensors")
+    with pytest.raises(ModelError, match="--t5 FILE"):
+        load_model(path, config_dir=tmp_path / "folder", home=tmp_path)
+
+    model = load_model(path, config_dir=tmp_path / "folder", home=tmp_path, components=ComponentFiles(no_t5=True))
+    [picture] = Painter(model).generate(GenerationParams(prompt="red apple", steps=2, width=32, height=32, seed=1))
+
+    assert model.pipe.text_encoder_3 is None and picture.image.size == (32, 32)
+    with pytest.raises(ModelError, match="flux models cannot run without their T5"):
+        flux = save(whole_checkpoint(tiny_flux_pipeline()), tmp_path / "flux.safetensors")
+        load_model(flux, home=tmp_path, components=ComponentFiles(no_t5=True))

@@ -65,6 +65,7 @@ def generate_command(
     clip_l: Annotated[Path | None, typer.Option("--clip-l", help="SD3/Flux: a separate CLIP-L file")] = None,
     clip_g: Annotated[Path | None, typer.Option("--clip-g", help="SD3: a separate CLIP-G file")] = None,
     t5: Annotated[Path | None, typer.Option("--t5", help="SD3/Flux: a separate T5-XXL file (fp16 or fp8)")] = None,
+    no_t5: Annotated[bool, typer.Option("--no-t5", help="SD3: run without T5 (less memory, weaker prompts)")] = False,
     shift: Annotated[float | None, typer.Option(help="SD3/Flux: time shift of the sampling grid")] = None,
     distilled_cfg: Annotated[
         float | None, typer.Option("--distilled-cfg", help="Flux dev: distilled guidance [default: 3.5]")
@@ -193,7 +194,7 @@ def generate_command(
         lazy=True,
         scorer=scorer,
         builtin=builtin_files(),
-        components=_components(clip_l, clip_g, t5),
+        components=_components(clip_l, clip_g, t5, no_t5),
     )
     # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
     # path) is refused before the model loads
@@ -221,13 +222,13 @@ def generate_command(
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
-def _components(clip_l: Path | None, clip_g: Path | None, t5: Path | None) -> Any:
-    """--clip-l, --clip-g, --t5: an SD3/Flux model's separate text encoders (None when none is given)."""
-    if clip_l is None and clip_g is None and t5 is None:
+def _components(clip_l: Path | None, clip_g: Path | None, t5: Path | None, no_t5: bool) -> Any:
+    """--clip-l, --clip-g, --t5, --no-t5: an SD3/Flux model's separate text encoders (None: none given)."""
+    if clip_l is None and clip_g is None and t5 is None and not no_t5:
         return None
     from keypaint.models.flow_files import ComponentFiles
 
-    return ComponentFiles(clip_l=clip_l, clip_g=clip_g, t5=t5)
+    return ComponentFiles(clip_l=clip_l, clip_g=clip_g, t5=t5, no_t5=no_t5)
 
 
 def _lcm_preset(overrides: dict[str, Any]) -> dict[str, Any]:

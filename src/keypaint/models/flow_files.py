@@ -15,6 +15,7 @@ from pathlib import Path
 from keypaint.errors import ModelError
 from keypaint.models.checkpoint_files import SAFETENSORS_SUFFIX, SafetensorsHeader, TensorInfo, read_safetensors_header
 from keypaint.models.flow_layout import ENCODER_WIDTH, ENCODERS, Encoder, FlowDetected, encoder_of
+from keypaint.models.loaded import ModelKind
 
 GGUF_SUFFIX = ".gguf"
 OPTION = {"clip_l": "--clip-l", "clip_g": "--clip-g", "t5xxl": "--t5"}
@@ -31,6 +32,7 @@ class ComponentFiles:
     clip_l: Path | None = None
     clip_g: Path | None = None
     t5: Path | None = None
+    no_t5: bool = False  # SD3 without its T5 encoder (zeros in its place: less memory, weaker prompts)
 
     def given(self) -> dict[Encoder, Path]:
         pairs: list[tuple[Encoder, Path | None]] = [("clip_l", self.clip_l), ("clip_g", self.clip_g),
@@ -38,7 +40,7 @@ class ComponentFiles:
         return {e: Path(p).expanduser() for e, p in pairs if p is not None}
 
     def __bool__(self) -> bool:
-        return bool(self.given())
+        return bool(self.given()) or self.no_t5
 
 
 def read_gguf_header(path: Path) -> SafetensorsHeader:
@@ -97,6 +99,12 @@ def find_components(detected: FlowDetected, model: Path, given: ComponentFiles,
     everything still missing and the options that give it."""
     chosen: dict[Encoder, Path] = {}
     wanted = ENCODERS[detected.kind]
+    if given.no_t5:
+        if detected.kind is not ModelKind.SD3:
+            raise ModelError(f"--no-t5: {detected.kind.value} models cannot run without their T5 encoder")
+        if given.t5 is not None:
+            raise ModelError("--no-t5 and --t5 ask for opposite things; give one")
+        wanted = tuple(e for e in wanted if e != "t5xxl")
     for encoder, path in given.given().items():
         if encoder not in wanted:
             raise ModelError(f"{OPTION[encoder]}: {detected.kind.value} models have no {_label(encoder)} encoder")
@@ -104,7 +112,7 @@ def find_components(detected: FlowDetected, model: Path, given: ComponentFiles,
         chosen[encoder] = path
     missing: list[str] = []
     for encoder in detected.missing_encoders:
-        if encoder in chosen:
+        if encoder in chosen or encoder not in wanted:
             continue
         candidates = [p for p in _beside(model, encoder) if _holds(p, encoder)]
         if len(candidates) > 1:

@@ -118,8 +118,9 @@ def _tied_t5(own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_flow_pipeline(path: Path, detected: FlowDetected, *, encoders: dict[Encoder, Path], vae: Path | None,
-                       dtype: torch.dtype, config: Path, name: str) -> FlowPipeline:
-    """The SD3 or Flux pipeline of `path` (a checkpoint or a transformer file) and its separate parts."""
+                       dtype: torch.dtype, config: Path, name: str, no_t5: bool = False) -> FlowPipeline:
+    """The SD3 or Flux pipeline of `path` (a checkpoint or a transformer file) and its separate parts;
+    `no_t5`: SD3 without its T5 encoder (diffusers gives zeros in its place)."""
     gguf = path.suffix.lower() == GGUF_SUFFIX
     state = None if gguf else read_tensors(path, dtype)
     # 1. transformer
@@ -139,6 +140,9 @@ def load_flow_pipeline(path: Path, detected: FlowDetected, *, encoders: dict[Enc
     components: dict[str, Any] = {"transformer": transformer, "vae": vae_model}
     for i, encoder in enumerate(ENCODERS[detected.kind]):
         sub = "text_encoder" if i == 0 else f"text_encoder_{i + 1}"
+        if no_t5 and encoder == "t5xxl":
+            components[sub] = components[sub.replace("text_encoder", "tokenizer")] = None
+            continue
         source = encoders.get(encoder)
         weights = _prefixed(encoder, read_tensors(source, dtype)) if source is not None else (state or {})
         prefix = ENCODER_PREFIX.format(encoder)

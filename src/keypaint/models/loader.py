@@ -164,7 +164,8 @@ def _load_flow_file(checked: CheckedFile, detected: FlowDetected, home: Path, dt
         raise ModelError(f"config folder {config_dir} has no model_index.json")
     sha = file_sha256(path, home=home)
     pipe = load_flow_pipeline(path, detected, encoders=encoders, vae=vae, dtype=dtype,
-                              config=config_dir or shipped_config(detected.config), name=path.name)
+                              config=config_dir or shipped_config(detected.config), name=path.name,
+                              no_t5=components.no_t5)
     return LoadedModel(name=path.stem, kind=detected.kind, pipe=pipe, sha256=sha, source=path)
 
 
