@@ -178,3 +178,14 @@ def test_shift_fixes_the_time_grid() -> None:
     # diffusers' grid runs from t = 1 to the last trained step, 1/1000 (shifted too), then is shifted
     assert np.allclose(straight.sigmas[:4].numpy(), np.linspace(1.0, 0.001, 4), atol=1e-6)
     assert np.allclose(shifted.sigmas[:4].numpy(), shift(np.linspace(1.0, shift(0.001), 4)), atol=1e-6)
+
+
+def test_vae_tiling_applies_and_u_net_speed_paths_are_refused() -> None:
+    from keypaint.core.speed.options import SpeedOptions
+
+    tiled = Painter(tiny_flow_model(ModelKind.FLUX), speed=SpeedOptions(vae_tiling=True))
+    [picture] = tiled.generate(small())
+
+    assert tiled.model.pipe.vae.use_tiling and picture.image.size == (32, 32)
+    with pytest.raises(InvalidParams, match="--fast, DeepCache and token merging run U-Net models"):
+        Painter(tiny_flow_model(ModelKind.SD3), speed=SpeedOptions(deep_cache=2))

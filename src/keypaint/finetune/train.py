@@ -121,7 +121,7 @@ def finetune(
     started = time.perf_counter()
     checked = plan(cfg)
     run_dir = checked.run_dir
-    cpu = cfg.cpu if model is None else model.pipe.unet.device.type != "cuda"
+    cpu = cfg.cpu if model is None else model.denoiser.device.type != "cuda"
     accelerator = make_accelerator(run_dir, cpu=cpu)
     device = accelerator.device
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +139,10 @@ def finetune(
         model = load_model(
             cfg.base, home=cfg.home, device=device, dtype=torch.float32, allow_pickle=cfg.allow_pickle
         )
+    if model.kind.is_flow:  # before any picture is encoded or painted
+        raise FinetuneError(f"{model.name} is a {model.kind.value} model; keypaint finetune trains the U-Net "
+                            "models (SD 1.x, 2.x, SDXL) so far: train SD3/Flux LoRAs with ai-toolkit or kohya's "
+                            "sd-scripts, then use them here with --lora")
     fingerprint = model_fingerprint(model)
     resolution = cfg.resolution or model.native_size
     note = checked.images.note(resolution)
