@@ -36,7 +36,8 @@ def sd3() -> Painter:
 
 
 def small(**kwargs: object) -> GenerationParams:
-    return GenerationParams(**{"prompt": "red apple", "steps": 2, "width": 32, "height": 32, "seed": 7, **kwargs})
+    base = {"prompt": "red apple", "steps": 2, "width": 32, "height": 32, "seed": 7}
+    return GenerationParams(**{**base, **kwargs})  # type: ignore[arg-type]
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -63,7 +64,8 @@ def test_batch_item_i_is_the_picture_of_seed_plus_i(flux: Painter) -> None:
     assert np.abs(pixels(batch[1].image) - pixels(alone.image)).max() <= 1
 
 
-def test_default_sampler_means_euler_and_flux_dev_gets_distilled_guidance(flux: Painter, sd3: Painter) -> None:
+def test_default_sampler_means_euler_and_flux_dev_gets_distilled_guidance(flux: Painter,
+                                                                          sd3: Painter) -> None:
     [picture] = flux.generate(small())
     [sd3_picture] = sd3.generate(small())
 
@@ -93,7 +95,7 @@ def test_sd3_samplers_paint_reproducibly(sd3: Painter, sampler: Sampler) -> None
 
 
 def test_what_flow_models_cannot_run_is_refused_with_the_alternatives(flux: Painter, sd3: Painter) -> None:
-    with pytest.raises(InvalidParams, match="Euler a does not sample flow models.*use Euler"):
+    with pytest.raises(InvalidParams, match=r"Euler a does not sample flow models.*use Euler"):
         sd3.generate(small(sampler=Sampler.EULER_A))
     with pytest.raises(InvalidParams, match="Heun does not sample flow models \\(flux\\)"):
         flux.generate(small(sampler=Sampler.HEUN))
@@ -167,7 +169,8 @@ def test_flow_options_check_and_travel_as_json() -> None:
 
 def test_shift_fixes_the_time_grid() -> None:
     base = {"shift": 3.0, "use_dynamic_shifting": True, "num_train_timesteps": 1000}
-    straight, shifted = make_flow_scheduler(Sampler.EULER, base, 1.0), make_flow_scheduler(Sampler.EULER, base, 3.0)
+    straight = make_flow_scheduler(Sampler.EULER, base, 1.0)
+    shifted = make_flow_scheduler(Sampler.EULER, base, 3.0)
     straight.set_timesteps(4)
     shifted.set_timesteps(4)
 

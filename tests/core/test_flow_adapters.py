@@ -36,15 +36,17 @@ def lora(path: Path, modules: dict[str, tuple[int, int]], kohya: bool) -> Path:
 LORAS = {
     "flux-kohya": (ModelKind.FLUX, {"lora_unet_double_blocks_0_img_attn_qkv": (96, 32),
                                     "lora_unet_double_blocks_0_img_mlp_0": (128, 32)}, True),
-    "flux-ai-toolkit": (ModelKind.FLUX, {"transformer.transformer_blocks.0.attn.to_q": (32, 32),
-                                         "transformer.single_transformer_blocks.0.proj_mlp": (128, 32)}, False),
+    "flux-ai-toolkit": (ModelKind.FLUX, {
+        "transformer.transformer_blocks.0.attn.to_q": (32, 32),
+        "transformer.single_transformer_blocks.0.proj_mlp": (128, 32)}, False),
     "sd3-diffusers": (ModelKind.SD3, {"transformer.transformer_blocks.0.attn.to_q": (32, 32),
                                       "transformer.transformer_blocks.1.ff.net.2": (32, 128)}, False),
 }
 
 
 def small(**kwargs: object) -> GenerationParams:
-    return GenerationParams(**{"prompt": "red apple", "steps": 2, "width": 32, "height": 32, "seed": 5, **kwargs})
+    base = {"prompt": "red apple", "steps": 2, "width": 32, "height": 32, "seed": 5}
+    return GenerationParams(**{**base, **kwargs})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("layout", list(LORAS))
@@ -63,7 +65,8 @@ def test_a_lora_changes_the_picture_and_switches_off_again(layout: str, tmp_path
 
 
 def test_a_lora_of_another_width_is_refused_in_one_line(tmp_path: Path) -> None:
-    path = lora(tmp_path / "wide.safetensors", {"transformer.transformer_blocks.0.attn.to_q": (64, 64)}, False)
+    wide = {"transformer.transformer_blocks.0.attn.to_q": (64, 64)}
+    path = lora(tmp_path / "wide.safetensors", wide, False)
     painter = Painter(tiny_flow_model(ModelKind.FLUX), home=tmp_path)
 
     with pytest.raises(ModelError, match=r"LoRA wide.safetensors does not fit tiny-flux \(flux\)"):
@@ -74,5 +77,5 @@ def test_embeddings_are_refused_on_flow_models(tmp_path: Path) -> None:
     save_file({"emb_params": torch.zeros(1, 32)}, str(tmp_path / "style.safetensors"))
     painter = Painter(tiny_flow_model(ModelKind.SD3), home=tmp_path)
 
-    with pytest.raises(ModelError, match="textual-inversion embeddings are for SD 1.x, 2.x and SDXL"):
+    with pytest.raises(ModelError, match=r"textual-inversion embeddings are for SD 1\.x, 2\.x and SDXL"):
         painter.generate(small(embeddings=(str(tmp_path / "style.safetensors"),)))

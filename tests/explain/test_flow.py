@@ -1,4 +1,4 @@
-"""`keypaint explain` on a rectified-flow model: the DDPM-chain views say how its chains differ; compare paints."""
+"""`keypaint explain` on a rectified-flow model: the DDPM-chain views say how it differs."""
 
 from __future__ import annotations
 

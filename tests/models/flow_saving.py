@@ -35,7 +35,8 @@ def sd3_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks."))
     for i in range(layers):
         o, d = f"joint_blocks.{i}.", f"transformer_blocks.{i}."
-        same |= {f"{o}x_block.attn.proj": f"{d}attn.to_out.0", f"{o}context_block.attn.proj": f"{d}attn.to_add_out",
+        same |= {f"{o}x_block.attn.proj": f"{d}attn.to_out.0",
+                 f"{o}context_block.attn.proj": f"{d}attn.to_add_out",
                  f"{o}x_block.attn2.proj": f"{d}attn2.to_out.0",
                  f"{o}x_block.adaLN_modulation.1": f"{d}norm1.linear",
                  f"{o}x_block.mlp.fc1": f"{d}ff.net.0.proj", f"{o}x_block.mlp.fc2": f"{d}ff.net.2",

@@ -58,16 +58,16 @@ def test_encoders_vae_and_fp8_inside_a_checkpoint_are_seen() -> None:
 def test_u_net_files_are_no_flow_models_and_mixed_files_are_refused() -> None:
     assert detect_flow(dict.fromkeys(["model.diffusion_model.input_blocks.0.0.weight"]), "sd15") is None
     with pytest.raises(ModelError, match="both a Flux and an SD3 transformer"):
-        detect_flow(dict.fromkeys(["double_blocks.0.img_attn.qkv.weight", "joint_blocks.0.x_block.attn.qkv.weight"]),
-                    "mixed.safetensors")
+        keys = ["double_blocks.0.img_attn.qkv.weight", "joint_blocks.0.x_block.attn.qkv.weight"]
+        detect_flow(dict.fromkeys(keys), "mixed.safetensors")
 
 
 def test_separate_encoder_files_are_told_apart_by_layout_and_width() -> None:
     assert encoder_of({"text_model.embeddings.token_embedding.weight": (49408, 768)}) == "clip_l"
     assert encoder_of({"text_model.embeddings.token_embedding.weight": (49408, 1280)}) == "clip_g"
     assert encoder_of({"text_model.embeddings.token_embedding.weight": (49408, 32)}) == "clip"
-    assert encoder_of({"shared.weight": (32128, 4096), "encoder.block.0.layer.0.SelfAttention.q.weight": (1, 1)}
-                      ) == "t5xxl"
+    t5 = {"shared.weight": (32128, 4096), "encoder.block.0.layer.0.SelfAttention.q.weight": (1, 1)}
+    assert encoder_of(t5) == "t5xxl"
     assert encoder_of({"decoder.conv_in.weight": (512, 16, 3, 3)}) is None
 
 

@@ -182,8 +182,10 @@ def test_sd3_runs_without_t5_when_asked(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="--t5 FILE"):
         load_model(path, config_dir=tmp_path / "folder", home=tmp_path)
 
-    model = load_model(path, config_dir=tmp_path / "folder", home=tmp_path, components=ComponentFiles(no_t5=True))
-    [picture] = Painter(model).generate(GenerationParams(prompt="red apple", steps=2, width=32, height=32, seed=1))
+    model = load_model(path, config_dir=tmp_path / "folder", home=tmp_path,
+                       components=ComponentFiles(no_t5=True))
+    params = GenerationParams(prompt="red apple", steps=2, width=32, height=32, seed=1)
+    [picture] = Painter(model).generate(params)
 
     assert model.pipe.text_encoder_3 is None and picture.image.size == (32, 32)
     with pytest.raises(ModelError, match="flux models cannot run without their T5"):

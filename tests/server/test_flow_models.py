@@ -46,16 +46,17 @@ def test_sdapi_switches_to_flux_and_records_forge_fields(flow_server: Running) -
         assert info["sd_model_name"] == "tiny-flux"
         assert "Distilled CFG Scale: 4.5, Shift: 2" in info["infotexts"][0]
 
-        refused = client.post("/sdapi/v1/txt2img", json={"prompt": "x", **SMALL, "sampler_name": "DDIM",
-                                                         "override_settings": {"sd_model_checkpoint": "tiny-flux"}})
+        refused = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "x", **SMALL, "sampler_name": "DDIM",
+            "override_settings": {"sd_model_checkpoint": "tiny-flux"}})
         assert refused.status_code in (400, 422), refused.text
         assert "DDIM does not sample flow models" in refused.text
 
 
 def test_job_api_paints_with_flux(flow_server: Running) -> None:
     with flow_server.client() as client:
-        job = client.post("/api/jobs", json={"keywords": ["red apple"], **SMALL, "seed": 1, "model": "tiny-flux",
-                                             "distilled_guidance": 2.5})
+        job = client.post("/api/jobs", json={"keywords": ["red apple"], **SMALL, "seed": 1,
+                                             "model": "tiny-flux", "distilled_guidance": 2.5})
         assert job.status_code in (200, 201, 202), job.text
         job_id = job.json()["id"]
         done = wait_for(lambda: (j := client.get(f"/api/jobs/{job_id}").json())["status"] in FINISHED and j)

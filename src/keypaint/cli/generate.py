@@ -64,8 +64,8 @@ def generate_command(
     vae: Annotated[Path | None, typer.Option(help="a separate VAE file or folder")] = None,
     clip_l: Annotated[Path | None, typer.Option("--clip-l", help="SD3/Flux: a separate CLIP-L file")] = None,
     clip_g: Annotated[Path | None, typer.Option("--clip-g", help="SD3: a separate CLIP-G file")] = None,
-    t5: Annotated[Path | None, typer.Option("--t5", help="SD3/Flux: a separate T5-XXL file (fp16 or fp8)")] = None,
-    no_t5: Annotated[bool, typer.Option("--no-t5", help="SD3: run without T5 (less memory, weaker prompts)")] = False,
+    t5: Annotated[Path | None, typer.Option("--t5", help="SD3/Flux: a separate T5-XXL file")] = None,
+    no_t5: Annotated[bool, typer.Option("--no-t5", help="SD3: run without T5 (less memory, weaker)")] = False,
     shift: Annotated[float | None, typer.Option(help="SD3/Flux: time shift of the sampling grid")] = None,
     distilled_cfg: Annotated[
         float | None, typer.Option("--distilled-cfg", help="Flux dev: distilled guidance [default: 3.5]")

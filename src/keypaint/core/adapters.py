@@ -236,7 +236,8 @@ class Adapters:
         for file, _ in plan.embeddings:
             self._check_base(file, "embedding")
         if plan.embeddings and self.model.kind.is_flow:
-            raise ModelError(f"textual-inversion embeddings are for SD 1.x, 2.x and SDXL; {self.model.name} is "
+            raise ModelError("textual-inversion embeddings are for SD 1.x, 2.x and SDXL; "
+                             f"{self.model.name} is "
                              f"{self.model.kind.value}")
         return plan
 

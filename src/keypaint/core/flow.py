@@ -1,4 +1,4 @@
-"""What a request says to a rectified-flow model (SD3, Flux.1), and the flow samplers by the names people know.
+"""What a request says to a rectified-flow model (SD3, Flux.1), and the flow samplers by familiar names.
 
 Flow models do not run DDPM's chain. They are trained on straight paths x_t = (1 - t) x_0 + t eps, t in [0, 1]
 (Liu et al. 2022, "Flow straight and fast"; Esser et al. 2024, SD3), and predict the velocity
@@ -83,7 +83,8 @@ class FlowOptions:
                 try:
                     values[name] = float(fields[label].strip())
                 except ValueError:
-                    raise InvalidParams(name, f"infotext '{label}' must be a number, got {fields[label]!r}") from None
+                    why = f"infotext '{label}' must be a number, got {fields[label]!r}"
+                    raise InvalidParams(name, why) from None
         options = cls(**values)
         options.validate()
         return options
@@ -95,7 +96,8 @@ class FlowOptions:
     @classmethod
     def from_json(cls, data: object) -> FlowOptions:
         if not isinstance(data, dict) or not set(data) <= {"shift", "distilled_guidance"}:
-            raise InvalidParams("flow", f"must be {{'shift': number, 'distilled_guidance': number}}, got {data!r}")
+            raise InvalidParams("flow", "must be {'shift': number, 'distilled_guidance': number}, "
+                                f"got {data!r}")
         for key, value in data.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise InvalidParams(key, f"must be a number, got {value!r}")
@@ -104,7 +106,8 @@ class FlowOptions:
         return options
 
 
-def resolve_flow(params: GenerationParams, kind: str, guidance_embeds: bool, multiple: int) -> GenerationParams:
+def resolve_flow(params: GenerationParams, kind: str, guidance_embeds: bool,
+                 multiple: int) -> GenerationParams:
     """`params` for a model of family `kind` ("sd3", "flux", ...) whose picture sides are multiples of
     `multiple`: what a flow model cannot run is refused, what it leaves open filled in (the default
     sampler, Flux dev's distilled guidance)."""
@@ -119,7 +122,8 @@ def resolve_flow(params: GenerationParams, kind: str, guidance_embeds: bool, mul
     sampler = Sampler.EULER if params.sampler is DEFAULT_SAMPLER else params.sampler
     if sampler not in FLOW_SAMPLERS or (kind == "flux" and sampler in FLUX_REFUSED):
         known = ", ".join(s.value for s in FLOW_SAMPLERS if not (kind == "flux" and s in FLUX_REFUSED))
-        raise InvalidParams("sampler", f"{params.sampler.value} does not sample flow models ({kind}); use {known}")
+        raise InvalidParams("sampler",
+                            f"{params.sampler.value} does not sample flow models ({kind}); use {known}")
     if flow.distilled_guidance is not None and not guidance_embeds:
         which = "Flux schnell" if kind == "flux" else "SD3"
         raise InvalidParams("distilled_guidance", f"{which} takes no distilled guidance; use guidance_scale")
@@ -138,13 +142,14 @@ def make_flow_scheduler(sampler: Sampler, base_config: dict[str, Any], shift: fl
     name, overrides = FLOW_SAMPLERS[sampler]
     multistep = name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
     if multistep and size_shift and (shift is not None or not base_config.get("use_dynamic_shifting")):
-        raise InvalidParams("sampler", f"{sampler.value} on Flux runs with Flux dev's size-dependent shift only; "
+        raise InvalidParams("sampler", f"{sampler.value} on Flux runs with Flux dev's size-dependent "
+                            "shift only; "
                             "use Euler for a fixed shift or Flux schnell")
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
     if name != "FlowMatchEulerDiscreteScheduler":  # the other classes take only the shift of its options
-        config = {k: v for k, v in config.items() if k in ("num_train_timesteps", "shift", "use_dynamic_shifting",
-                                                             "base_shift", "max_shift", "base_image_seq_len",
-                                                             "max_image_seq_len")}
+        kept = ("num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
+                "base_image_seq_len", "max_image_seq_len")
+        config = {k: v for k, v in config.items() if k in kept}
     if shift is not None:
         config.update(shift=float(shift), use_dynamic_shifting=False)
     if multistep:

@@ -22,8 +22,9 @@ from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.prompts.encode import PromptEmbeddings
 
 
-def flow_kwargs(model: LoadedModel, pipe: DiffusionPipeline, params: GenerationParams, embeds: PromptEmbeddings,
-                generators: list[torch.Generator], base_config: dict[str, Any]) -> dict[str, Any]:
+def flow_kwargs(model: LoadedModel, pipe: DiffusionPipeline, params: GenerationParams,
+                embeds: PromptEmbeddings, generators: list[torch.Generator],
+                base_config: dict[str, Any]) -> dict[str, Any]:
     """The pipeline arguments of an SD3/Flux batch (its scheduler is set on `pipe`)."""
     assert params.width is not None and params.height is not None
     pipe.scheduler = make_flow_scheduler(params.sampler, base_config, params.flow.shift,
@@ -55,7 +56,8 @@ def latent_size(model: LoadedModel, height: int, width: int) -> tuple[int, int]:
     return height // factor, width // factor
 
 
-def flow_noise(model: LoadedModel, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+def flow_noise(model: LoadedModel, generators: list[torch.Generator], height: int,
+               width: int) -> torch.Tensor:
     """x_T ~ N(0, I) per picture from its own CPU generator (packed for Flux)."""
     pipe = model.pipe
     channels = int(pipe.vae.config.latent_channels)

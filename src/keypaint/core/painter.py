@@ -238,9 +238,8 @@ class Painter:
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
-        from keypaint.core.planning import fill_in
-
         from keypaint.core.flow import resolve_flow
+        from keypaint.core.planning import fill_in
 
         files = self.plan(params)
         resolved = fill_in(params, self.native_size, self.limits)
@@ -260,7 +259,8 @@ class Painter:
             return model.kind.value, False, 8
         factor = int(model.pipe.vae_scale_factor) * (2 if model.kind.value == "flux" else 1)
         guidance = bool(getattr(model.pipe.transformer.config, "guidance_embeds", False))
-        return model.kind.value, guidance, factor * int(getattr(model.pipe.transformer.config, "patch_size", 1))
+        patch = int(getattr(model.pipe.transformer.config, "patch_size", 1))
+        return model.kind.value, guidance, factor * patch
 
     def generate(
         self,

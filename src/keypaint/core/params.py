@@ -66,7 +66,7 @@ class GenerationParams:
     loras: tuple[LoraRef, ...] = ()  # LoRAs applied with their weights (A1111's <lora:name:w> also works)
     embeddings: tuple[str, ...] = ()  # textual-inversion files or names in <home>/embeddings
     expand_keywords: bool = True  # a keyword the model knows brings its trained tags (prompts.vocabulary)
-    flow: FlowOptions = FlowOptions()  # SD3/Flux only: time shift, Flux dev's distilled guidance (core.flow)
+    flow: FlowOptions = field(default_factory=FlowOptions)  # SD3/Flux: shift, distilled guidance (core.flow)
 
     @classmethod
     def from_keywords(

@@ -22,7 +22,7 @@ FLOW_VIEWS = ("compare",)  # views that only paint pictures, which flow models d
 
 
 def check_view(model: LoadedModel, view: str) -> None:
-    """`InvalidParams` when `view` draws DDPM's chains and `model` is a rectified flow, saying how they differ."""
+    """`InvalidParams` when `view` draws DDPM's chains and `model` is a rectified flow: how they differ."""
     if not model.kind.is_flow or view in FLOW_VIEWS:
         return
     raise InvalidParams("model", (

@@ -140,9 +140,10 @@ def finetune(
             cfg.base, home=cfg.home, device=device, dtype=torch.float32, allow_pickle=cfg.allow_pickle
         )
     if model.kind.is_flow:  # before any picture is encoded or painted
-        raise FinetuneError(f"{model.name} is a {model.kind.value} model; keypaint finetune trains the U-Net "
-                            "models (SD 1.x, 2.x, SDXL) so far: train SD3/Flux LoRAs with ai-toolkit or kohya's "
-                            "sd-scripts, then use them here with --lora")
+        raise FinetuneError(f"{model.name} is a {model.kind.value} model; keypaint finetune trains the "
+                            "U-Net models (SD 1.x, 2.x, SDXL) so far: train SD3/Flux LoRAs with ai-toolkit "
+                            "or "
+                            "kohya's sd-scripts, then use them here with --lora")
     fingerprint = model_fingerprint(model)
     resolution = cfg.resolution or model.native_size
     note = checked.images.note(resolution)

@@ -128,6 +128,6 @@ def flux_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def unknown_flux_keys(state: dict[str, torch.Tensor]) -> list[str]:
     """Keys of a BFL-layout file that no rule reads (weights of something other than Flux.1)."""
     keys = list(state)
-    known = {f"{r.original}.{p}" for r in flux_rules(_count(keys, "double_blocks"), _count(keys, "single_blocks"))
-             for p, _ in r.params}
+    rules = flux_rules(_count(keys, "double_blocks"), _count(keys, "single_blocks"))
+    known = {f"{r.original}.{p}" for r in rules for p, _ in r.params}
     return sorted(k for k in keys if k not in known)

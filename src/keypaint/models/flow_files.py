@@ -13,15 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keypaint.errors import ModelError
-from keypaint.models.checkpoint_files import SAFETENSORS_SUFFIX, SafetensorsHeader, TensorInfo, read_safetensors_header
+from keypaint.models.checkpoint_files import (
+    SAFETENSORS_SUFFIX,
+    SafetensorsHeader,
+    TensorInfo,
+    read_safetensors_header,
+)
 from keypaint.models.flow_layout import ENCODER_WIDTH, ENCODERS, Encoder, FlowDetected, encoder_of
 from keypaint.models.loaded import ModelKind
 
 GGUF_SUFFIX = ".gguf"
 OPTION = {"clip_l": "--clip-l", "clip_g": "--clip-g", "t5xxl": "--t5"}
 # what a part's file name starts with in ComfyUI's and Forge's folders
-_NAMES: dict[str, tuple[str, ...]] = {"clip_l": ("clip_l",), "clip_g": ("clip_g",), "t5xxl": ("t5xxl", "t5"),
-                                      "vae": ("ae.", "ae_", "vae", "flux_vae", "sd3_vae", "diffusion_pytorch_model")}
+_NAMES: dict[str, tuple[str, ...]] = {
+    "clip_l": ("clip_l",), "clip_g": ("clip_g",), "t5xxl": ("t5xxl", "t5"),
+    "vae": ("ae.", "ae_", "vae", "flux_vae", "sd3_vae", "diffusion_pytorch_model"),
+}
 _FOLDERS = (".", "text_encoders", "clip", "vae")
 
 
@@ -52,7 +59,7 @@ def read_gguf_header(path: Path) -> SafetensorsHeader:
         tensors = {t.name: TensorInfo(t.tensor_type.name, tuple(int(d) for d in reversed(t.shape)))
                    for t in reader.tensors}
     except ImportError:
-        raise ModelError(f"{path.name}: reading GGUF files needs the gguf package (pip install gguf)") from None
+        raise ModelError(f"{path.name}: reading GGUF needs the gguf package (pip install gguf)") from None
     except Exception as e:  # gguf raises ValueError/struct errors on a damaged file
         raise ModelError(f"{path.name}: not a valid GGUF file ({e.__class__.__name__})") from None
     return SafetensorsHeader(tensors=tensors)
@@ -107,7 +114,8 @@ def find_components(detected: FlowDetected, model: Path, given: ComponentFiles,
         wanted = tuple(e for e in wanted if e != "t5xxl")
     for encoder, path in given.given().items():
         if encoder not in wanted:
-            raise ModelError(f"{OPTION[encoder]}: {detected.kind.value} models have no {_label(encoder)} encoder")
+            raise ModelError(f"{OPTION[encoder]}: {detected.kind.value} models have no "
+                             f"{_label(encoder)} encoder")
         check_encoder_file(path, encoder)
         chosen[encoder] = path
     missing: list[str] = []
@@ -128,9 +136,11 @@ def find_components(detected: FlowDetected, model: Path, given: ComponentFiles,
         if len(files) == 1:
             vae = files[0]
         else:
-            missing.append("--vae FILE" + (f" (several beside it: {', '.join(p.name for p in files)})" if files else ""))
+            several = f" (several beside it: {', '.join(p.name for p in files)})" if files else ""
+            missing.append(f"--vae FILE{several}")
     if missing:
-        raise ModelError(f"{model.name} holds only part of a {detected.config} model; give {', '.join(missing)}, "
+        raise ModelError(f"{model.name} holds only part of a {detected.config} model; give "
+                         f"{', '.join(missing)}, "
                          "or put the files beside it")
     return chosen, vae
 

@@ -82,9 +82,9 @@ def detect_flow(tensors: Mapping[str, object], name: str,
     if not (flux or sd3):
         return None
     if flux and sd3:
-        raise ModelError(f"{name}: holds both a Flux and an SD3 transformer; keypaint reads one model per file")
+        raise ModelError(f"{name}: holds both a Flux and an SD3 transformer (one model per file)")
     if prefix and f"{prefix}input_blocks.0.0.weight" in keys:
-        raise ModelError(f"{name}: holds both a U-Net and a flow transformer; keypaint reads one model per file")
+        raise ModelError(f"{name}: holds both a U-Net and a flow transformer (one model per file)")
     if flux:
         kind, config = ModelKind.FLUX, _flux_config(keys, layout, name)
     else:
@@ -97,7 +97,8 @@ def detect_flow(tensors: Mapping[str, object], name: str,
 
 def _flux_config(keys: set[str], layout: Layout, name: str) -> str:
     if layout == "diffusers":
-        return "flux-dev" if any(k.startswith("time_text_embed.guidance_embedder.") for k in keys) else "flux-schnell"
+        guided = any(k.startswith("time_text_embed.guidance_embedder.") for k in keys)
+        return "flux-dev" if guided else "flux-schnell"
     prefix = COMFY_PREFIX if layout == "comfyui" else ""
     if any(k.startswith(f"{prefix}distilled_guidance_layer.") for k in keys):
         raise ModelError(f"{name}: a Chroma checkpoint; keypaint reads Flux.1 dev and schnell")

@@ -32,7 +32,7 @@ class ModelKind(StrEnum):
 
     @property
     def is_flow(self) -> bool:
-        """A rectified-flow transformer (SD3, Flux): x_t = (1 - t) x_0 + t noise, the model predicts velocity."""
+        """A rectified-flow transformer (SD3, Flux): x_t = (1 - t) x_0 + t noise; it predicts velocity."""
         return self in (ModelKind.SD3, ModelKind.FLUX)
 
 

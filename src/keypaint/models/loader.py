@@ -79,8 +79,8 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     if components and not flow:
         raise ModelError("--clip-l, --clip-g and --t5 are for SD3 and Flux single files")
     if checked is not None and isinstance(checked.detected, FlowDetected):
-        model = _load_flow_file(checked, checked.detected, home, dtype, config_dir, components or ComponentFiles(),
-                                vae_path)
+        model = _load_flow_file(checked, checked.detected, home, dtype, config_dir,
+                                components or ComponentFiles(), vae_path)
         vae_path = None  # built into the pipeline already
     elif checked is None:
         model = _load_builtin(builtin or installed_builtin(), device, dtype)
@@ -182,7 +182,8 @@ def _load_folder(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool)
         kind = ModelKind.FLUX if isinstance(pipe, FluxPipeline) else ModelKind.SD3
         flow_pipe = (FluxPipeline if kind is ModelKind.FLUX else StableDiffusion3Pipeline)(
             **{k: v for k, v in pipe.components.items() if k not in ("image_encoder", "feature_extractor")})
-        weights = next((path / "transformer" / f for f in _UNET_WEIGHTS if (path / "transformer" / f).is_file()), None)
+        folder = path / "transformer"
+        weights = next((folder / f for f in _UNET_WEIGHTS if (folder / f).is_file()), None)
         return LoadedModel(name=path.name, kind=kind, pipe=flow_pipe, sha256=file_sha256(weights, home=home)
                            if weights else None, source=path, vocabulary=Vocabulary.beside(path))
     unet = getattr(pipe, "unet", None)

@@ -64,7 +64,8 @@ def check_model(spec: str | Path | None, *, home: Path | None = None, allow_pick
     checked = check_file(path, allow_pickle=allow_pickle, max_bytes=max_bytes)
     if checked.header is None:
         return checked  # an allowed pickle: its keys are read once it is converted
-    flow = detect_flow(checked.header.tensors, path.name, {k: t.dtype for k, t in checked.header.tensors.items()})
+    dtypes = {k: t.dtype for k, t in checked.header.tensors.items()}
+    flow = detect_flow(checked.header.tensors, path.name, dtypes)
     if flow is not None:
         return CheckedFile(path, checked.header, flow)
     if path.suffix.lower() == GGUF_SUFFIX:

@@ -26,7 +26,8 @@ TEXT_WIDTH = 32  # each CLIP's hidden width; T5's is 64 for SD3 (the two CLIPs s
 def tiny_t5(seed: int, width: int) -> T5EncoderModel:
     torch.manual_seed(seed)
     config = T5Config(vocab_size=32128, d_model=width, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                      relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", dense_act_fn="gelu_new",
+                      relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+                      dense_act_fn="gelu_new",
                       is_encoder_decoder=False, tie_word_embeddings=False)
     return T5EncoderModel(config).eval()
 
@@ -37,7 +38,8 @@ def tiny_flow_vae(seed: int) -> AutoencoderKL:
     return AutoencoderKL(
         block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=16,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, layers_per_block=1, sample_size=32, use_quant_conv=False, use_post_quant_conv=False,
+        norm_num_groups=8, layers_per_block=1, sample_size=32, use_quant_conv=False,
+        use_post_quant_conv=False,
         scaling_factor=1.5305, shift_factor=0.0609,
     ).eval()
 
@@ -79,9 +81,10 @@ def tiny_flux_pipeline(seed: int = 0, *, dev: bool = True) -> FluxPipeline:
         num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, pooled_projection_dim=TEXT_WIDTH,
         guidance_embeds=dev, axes_dims_rope=(4, 4, 8),
     ).eval()
-    scheduler = (FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
-                                                 max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
-                 if dev else FlowMatchEulerDiscreteScheduler(shift=1.0))
+    dynamic = {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
+               "max_image_seq_len": 4096}  # Flux.1 dev's: the shift follows the picture size
+    scheduler = (FlowMatchEulerDiscreteScheduler(shift=3.0, **dynamic) if dev
+                 else FlowMatchEulerDiscreteScheduler(shift=1.0))
     return FluxPipeline(
         transformer=transformer,
         scheduler=scheduler,

@@ -143,7 +143,8 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
     """The `GenerationParams` an infotext describes; `overrides` (GenerationParams fields) win over it.
 
     Read: prompt, negative prompt, Steps, Sampler + Schedule type, CFG scale, Seed, Size, Denoising
-    strength, Keyword expansion, and Forge's Distilled CFG Scale and Shift (SD3/Flux). Other fields (Hires, Lora hashes, Clip skip, ...) are ignored. A value
+    strength, Keyword expansion, and Forge's Distilled CFG Scale and Shift (SD3/Flux). Other fields (Hires,
+    Lora hashes, Clip skip, ...) are ignored. A value
     that cannot be read raises `InvalidParams` naming the field, unless an override replaces it (so a
     sampler keypaint lacks can be swapped for one it has).
     """

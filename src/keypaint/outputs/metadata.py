@@ -31,7 +31,8 @@ _USER_COMMENT = 0x9286
 # the picture's own request in its JSON, in this order: the codec's fields (core.codec) but the run's shape
 # (batch size and count, best-of: the picture is one of them) plus the mode and the picture's place in the run
 RECORDED_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width",
-                   "height", "strength", "mode", "expand_keywords", "batch_index", "loras", "embeddings", "flow")
+                   "height", "strength", "mode", "expand_keywords", "batch_index", "loras", "embeddings",
+                   "flow")
 REQUIRED_FIELDS = ("prompt", "steps", "guidance_scale", "sampler", "seed")
 @dataclass(frozen=True)
 class ImageMetadata:

@@ -120,7 +120,7 @@ def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str, *, dev
         from keypaint.prompts.flow_encode import encode_flow_prompts
 
         if embeddings:
-            raise ValueError(f"{model.name}: textual-inversion embeddings are for SD 1.x, 2.x and SDXL models")
+            raise ValueError(f"{model.name}: textual-inversion embeddings are for SD 1.x, 2.x and SDXL")
         return encode_flow_prompts(model, prompt, negative_prompt, device=device, dtype=dtype)
     pairs = _encoders(model)
     zero_negative = (kind.is_xl and negative_prompt == ""
