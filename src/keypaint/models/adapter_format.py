@@ -136,7 +136,7 @@ def model_fingerprint(model: LoadedModel) -> str:
     if model.sha256:
         return model.sha256
     digest = hashlib.sha256()
-    state = model.pipe.unet.state_dict()
+    state = model.denoiser.state_dict()
     weights = {k.replace(".base_layer", ""): v for k, v in state.items() if "lora_" not in k}
     for name in sorted(weights):
         digest.update(name.encode())
