@@ -191,3 +191,16 @@ def test_sd3_runs_without_t5_when_asked(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="flux models cannot run without their T5"):
         flux = save(whole_checkpoint(tiny_flux_pipeline()), tmp_path / "flux.safetensors")
         load_model(flux, home=tmp_path, components=ComponentFiles(no_t5=True))
+
+
+def test_scaled_fp8_weights_are_multiplied_out() -> None:
+    from keypaint.models.flow_loader import upcast
+
+    weight = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
+    state = {"a.weight": weight.to(torch.float8_e4m3fn), "a.scale_weight": torch.tensor(3.0),
+             "a.bias": torch.ones(2), "scaled_fp8": torch.zeros(0)}
+
+    out = upcast(state, torch.float32)
+
+    assert set(out) == {"a.weight", "a.bias"}
+    assert torch.equal(out["a.weight"], weight * 3) and out["a.weight"].dtype == torch.float32
