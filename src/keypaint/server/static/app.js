@@ -159,7 +159,8 @@ const FIELD_INPUTS = {
   style: ["style"], sampler: ["sampler"], steps: ["steps"], guidance_scale: ["cfg"], seed: ["seed"],
   width: ["width"], height: ["height"], size: ["width", "height"], batch_size: ["batch"], init_image: ["init-file", "img2img"],
   strength: ["strength"], loras: ["lora", "lora-weight", "adapter-chips"], lora_weight: ["lora-weight", "lora"],
-  embeddings: ["embedding", "adapter-chips"],
+  embeddings: ["embedding", "adapter-chips"], shift: ["shift"], distilled_guidance: ["distilled"],
+  flow: ["shift", "distilled"],
 };
 
 function showError(message, field = null) {
@@ -197,6 +198,8 @@ function request() {
   if (state.init) { body.init_image = state.init; body.strength = Number($("strength").value); }
   if (state.loras.length) body.loras = state.loras.map((l) => ({ name: l.name, weight: l.weight }));
   if (state.embeddings.length) body.embeddings = [...state.embeddings];
+  if (number("shift")) body.shift = number("shift"); // SD3/Flux only; the server refuses it elsewhere
+  if (number("distilled")) body.distilled_guidance = number("distilled");
   return body;
 }
 
@@ -429,6 +432,8 @@ function useAgain(image) {
   $("batch").value = 1;
   $("strength").value = params.strength;
   $("strength-value").textContent = params.strength;
+  $("shift").value = (params.flow && params.flow.shift) ?? "";
+  $("distilled").value = (params.flow && params.flow.distilled_guidance) ?? "";
   state.loras = (req.loras || []).map((l) => ({ name: l.name, weight: l.weight }));
   state.embeddings = [...(req.embeddings || [])];
   renderAdapters();
