@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 from sd_parsers import ParserManager
@@ -192,3 +193,18 @@ def test_vae_tiling_applies_and_u_net_speed_paths_are_refused() -> None:
     assert tiled.model.pipe.vae.use_tiling and picture.image.size == (32, 32)
     with pytest.raises(InvalidParams, match="--fast, DeepCache and token merging run U-Net models"):
         Painter(tiny_flow_model(ModelKind.SD3), speed=SpeedOptions(deep_cache=2))
+
+
+def test_fp8_weights_keep_the_picture_close_and_are_recorded() -> None:
+    from keypaint.core.speed.options import SpeedOptions
+    from keypaint.explain.latent import psnr
+
+    [plain] = Painter(tiny_flow_model(ModelKind.FLUX)).generate(small())
+    stored = Painter(tiny_flow_model(ModelKind.FLUX), speed=SpeedOptions(fp8_weights=True))
+    [picture] = stored.generate(small())
+
+    weight = stored.model.pipe.transformer.transformer_blocks[0].attn.to_q.weight
+    t5_weight = stored.model.pipe.text_encoder_2.encoder.block[0].layer[1].DenseReluDense.wi_0.weight
+    assert weight.dtype == t5_weight.dtype == torch.float8_e4m3fn  # half of fp16's memory at rest
+    assert picture.extra["FP8 weights"] == "e4m3fn" and "FP8 weights: e4m3fn" in infotext_for(picture)
+    assert psnr(plain.image, picture.image) > 20

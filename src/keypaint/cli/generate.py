@@ -94,6 +94,9 @@ def generate_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
     offload: Annotated[str, typer.Option(help="GPU low memory: none, model or sequential")] = "none",
     vae_tiling: Annotated[bool, typer.Option(help="decode large pictures tile by tile (low memory)")] = False,
+    fp8_weights: Annotated[
+        bool, typer.Option(help="approximate, low memory: store the denoiser (and T5) weights as fp8")
+    ] = False,
     out: Annotated[Path, typer.Option(help="output folder; pictures go to OUT/YYYY-MM-DD/")] = Path(
         "outputs"
     ),
@@ -170,7 +173,7 @@ def generate_command(
     check_format(format)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
-    speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
+    speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling, fp8_weights)
 
     from keypaint.builtin import builtin_files
     from keypaint.core.painter import Painter
@@ -249,7 +252,8 @@ def _quiet_loading() -> None:
 
 
 def _speed_options(
-    fast: bool, deep_cache: int, merging: float, threads: int | None, offload: str, tiling: bool
+    fast: bool, deep_cache: int, merging: float, threads: int | None, offload: str, tiling: bool,
+    fp8_weights: bool = False,
 ) -> Any:
     from keypaint.core.speed.options import Offload, SpeedOptions
 
@@ -258,7 +262,7 @@ def _speed_options(
     # --fast on a CPU starts from the built-in model's frozen bundle when an earlier --fast run left one
     speed = SpeedOptions(
         fast=fast, deep_cache=deep_cache, token_merging=merging, threads=threads, offload=Offload(offload),
-        vae_tiling=tiling, frozen=fast,
+        vae_tiling=tiling, frozen=fast, fp8_weights=fp8_weights,
     )
     return speed  # Painter.load checks it, before the model loads
 
