@@ -155,7 +155,8 @@ class Painter:
         from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
 
-        check_model(model, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
+        check_model(model, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes,
+                    components=components, vae=Path(vae) if vae is not None else None)
         if vae is not None:
             check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
 

@@ -71,7 +71,8 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     `components`: separate text-encoder files of an SD3/Flux model (`--clip-l`, `--clip-g`, `--t5`).
     """
     home = home or keypaint_home()
-    checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
+    checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes,
+                          components=components, vae=Path(vae) if vae is not None else None)
     vae_path = None
     if vae is not None:
         vae_path = check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)

@@ -22,7 +22,7 @@ from keypaint.models.checkpoint_files import (
     read_safetensors_header,
 )
 from keypaint.models.detect import UNET_PREFIX, Detected, detect_checkpoint
-from keypaint.models.flow_files import GGUF_SUFFIX, read_gguf_header
+from keypaint.models.flow_files import GGUF_SUFFIX, ComponentFiles, find_components, read_gguf_header
 from keypaint.models.flow_layout import FlowDetected, detect_flow
 from keypaint.models.registry import BUILTIN_ALIASES, is_diffusers_folder, keypaint_home, resolve_model
 
@@ -53,8 +53,11 @@ def max_model_bytes(gigabytes: float | None = None) -> int:
 
 
 def check_model(spec: str | Path | None, *, home: Path | None = None, allow_pickle: bool = False,
-                max_bytes: int | None = None) -> CheckedFile | None:
-    """The model `spec` names, checked for loading; None for the built-in model. `ModelError` if not."""
+                max_bytes: int | None = None, components: ComponentFiles | None = None,
+                vae: Path | None = None) -> CheckedFile | None:
+    """The model `spec` names, checked for loading; None for the built-in model. `ModelError` if not.
+
+    An SD3/Flux file must have its parts: inside, given (`components`, `vae`) or beside it."""
     if spec is None or (isinstance(spec, str) and spec in BUILTIN_ALIASES):
         return None
     home = home or keypaint_home()
@@ -67,6 +70,7 @@ def check_model(spec: str | Path | None, *, home: Path | None = None, allow_pick
     dtypes = {k: t.dtype for k, t in checked.header.tensors.items()}
     flow = detect_flow(checked.header.tensors, path.name, dtypes)
     if flow is not None:
+        find_components(flow, path, components or ComponentFiles(), vae)  # headers only
         return CheckedFile(path, checked.header, flow)
     if path.suffix.lower() == GGUF_SUFFIX:
         raise ModelError(f"{path.name}: no SD3 or Flux transformer in this GGUF file; keypaint reads GGUF "
