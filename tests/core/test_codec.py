@@ -11,6 +11,7 @@ from PIL import Image
 
 from keypaint.core.codec import JSON_FIELDS, params_from_json, params_to_json
 from keypaint.core.control import ControlUnit, Preprocess
+from keypaint.core.flow import FlowOptions
 from keypaint.core.hires import HiresOptions
 from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
@@ -27,6 +28,7 @@ FULL = GenerationParams(
     control_units=(ControlUnit("lines", preprocess=Preprocess.CANNY, weight=0.5, image_sha256="ab" * 32),),
     hires=HiresOptions(scale=1.5, upscaler="Lanczos", steps=5, strength=0.5),
     outpaint=Outpaint(left=64, up=8),
+    flow=FlowOptions(shift=2.0, distilled_guidance=4.0),
 )
 
 

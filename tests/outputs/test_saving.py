@@ -239,7 +239,8 @@ def test_reproduction_metadata_contents() -> None:
     assert data["params"] == {"prompt": "cat", "negative_prompt": "", "steps": 20, "guidance_scale": 7.0,
                               "sampler": "DPM++ 2M", "seed": 9, "width": 64, "height": 64, "strength": 0.3,
                               "mode": "img2img", "expand_keywords": True, "batch_index": 0, "loras": [],
-                              "embeddings": [], "control_units": [], "hires": None, "outpaint": None}
+                              "embeddings": [], "control_units": [], "hires": None, "outpaint": None,
+                              "flow": {}}
     assert data["model"] == {"name": None, "sha256": None}
     assert set(data["versions"]) == {"keypaint", "torch", "diffusers", "transformers"}
     assert data["versions"]["torch"] == metadata.version("torch")

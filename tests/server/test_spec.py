@@ -20,8 +20,8 @@ def test_job_spec_json_keeps_its_keys_and_reads_back() -> None:
     data = spec.to_json()
     assert list(data) == ["prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width",
                           "height", "batch_size", "batch_count", "strength", "model", "loras", "embeddings",
-                          "expand_keywords", "control_units", "hires", "outpaint", "save", "fit_native",
-                          "request", "control_images"]
+                          "expand_keywords", "control_units", "hires", "outpaint", "flow", "save",
+                          "fit_native", "request", "control_images"]
     assert data["sampler"] == "Euler" and data["loras"] == [["zq", 0.5]]
     assert JobSpec.from_json(data) == spec
 

@@ -80,11 +80,14 @@ def _out(path: Path, suffixes: tuple[str, ...] | None = (".png", ".webp"), what:
     return prepare_output(path, suffixes, what)
 
 
-def _load(model: str | None, device: str, dtype: str, home: Path | None) -> Painter:
+def _load(model: str | None, device: str, dtype: str, home: Path | None, view: str = "") -> Painter:
     from keypaint.builtin import MODEL
     from keypaint.core.painter import Painter
+    from keypaint.explain.flow import check_view
 
-    return Painter.load(model, device=device, dtype=dtype, home=home, builtin=MODEL)
+    painter = Painter.load(model, device=device, dtype=dtype, home=home, builtin=MODEL)
+    check_view(painter.model, view)  # SD3/Flux: how their chains differ from the DDPM chains drawn here
+    return painter
 
 
 def _picture(painter: Painter, image: Image.Image | None, prompt: str | None, seed: int) -> Image.Image:
@@ -122,7 +125,7 @@ def schedules_command(
     _out(out)
     extra = None
     if model is not None:
-        painter = _load(model, "cpu", "fp32", home)
+        painter = _load(model, "cpu", "fp32", home, "schedules")
         extra = {f"{painter.model.name} (training)": dict(painter.model.pipe.scheduler.config)}
     _written([plot_schedules(out, extra)])
 
@@ -151,7 +154,7 @@ def forward_command(
     dims = parse_size(size) if size else None
     _out(out)
     npz = _out(npz, (".npz",), "--npz") if npz else None
-    painter = _load(model, device, dtype, home)
+    painter = _load(model, device, dtype, home, "forward")
     chain = forward_chain(painter.model, _picture(painter, source, prompt, seed), timesteps, seed=seed,
                           scheduler_config=base_scheduler_config(painter), size=dims)
     _written(save_forward(chain, out, npz))
@@ -176,7 +179,7 @@ def reverse_command(
     _out(out)
     animation = _out(animation, ANIMATION_SUFFIXES, "--animation") if animation else None
     npz = _out(npz, (".npz",), "--npz") if npz else None
-    painter = _load(model, device, dtype, home)
+    painter = _load(model, device, dtype, home, "reverse")
     recording = record_reverse(painter, params)
     console.print(f"seed {recording.params.seed}, {len(recording.timesteps)} U-Net calls")
     _written(save_reverse(recording, painter.model, out, animation, npz, columns))
@@ -201,7 +204,7 @@ def compare_command(
     for count in counts:
         replace(params, steps=count).validate()
     _out(out)
-    painter = _load(model, device, dtype, home)
+    painter = _load(model, device, dtype, home, "compare")
     resolved, rows = compare_samplers(painter, params, names, counts)
     console.print(f"seed {resolved.seed}")
     _written([save_sampler_grid(resolved, names, counts, rows, out)])
@@ -232,7 +235,7 @@ def attention_command(
                 raise InvalidParams("keyword", f"{word!r} is not in the prompt; its keywords: {known}")
     _out(out)
     npz = _out(npz, (".npz",), "--npz") if npz else None
-    painter = _load(model, device, dtype, home)
+    painter = _load(model, device, dtype, home, "attention")
     result = attention_maps(painter, params, keyword or None)
     console.print(f"seed {result.params.seed}, {result.layer_calls} cross-attention layer calls")
     _written(save_attention(result, out, npz))
@@ -258,7 +261,7 @@ def latent_command(
     if dims is not None:
         GenerationParams(prompt="", width=dims[0], height=dims[1]).validate()
     _out(out)
-    painter = _load(model, device, dtype, home)
+    painter = _load(model, device, dtype, home, "latent")
     result = roundtrip(painter.model, _picture(painter, source, prompt, seed), dims)
     console.print(f"latent {'x'.join(map(str, result.latents.shape[1:]))}: {result.compression:.0f}x fewer "
                   f"numbers than the picture; round-trip PSNR {result.psnr:.2f} dB")
@@ -289,7 +292,7 @@ def guidance_command(
     for value in values:
         replace(params, guidance_scale=value).validate()
     _out(out)
-    painter = _load(model, device, dtype, home)
+    painter = _load(model, device, dtype, home, "guidance")
     resolved, images = guidance_strip(painter, params, values)
     console.print(f"seed {resolved.seed}")
     _written([save_guidance_strip(resolved, values, images, out)])

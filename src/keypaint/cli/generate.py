@@ -77,6 +77,14 @@ def generate_command(
         typer.Option(help="model name (see `keypaint models`), file or folder [default: the built-in model]"),
     ] = None,
     vae: Annotated[Path | None, typer.Option(help="a separate VAE file or folder")] = None,
+    clip_l: Annotated[Path | None, typer.Option("--clip-l", help="SD3/Flux: a separate CLIP-L file")] = None,
+    clip_g: Annotated[Path | None, typer.Option("--clip-g", help="SD3: a separate CLIP-G file")] = None,
+    t5: Annotated[Path | None, typer.Option("--t5", help="SD3/Flux: a separate T5-XXL file")] = None,
+    no_t5: Annotated[bool, typer.Option("--no-t5", help="SD3: run without T5 (less memory, weaker)")] = False,
+    shift: Annotated[float | None, typer.Option(help="SD3/Flux: time shift of the sampling grid")] = None,
+    distilled_cfg: Annotated[
+        float | None, typer.Option("--distilled-cfg", help="Flux dev: distilled guidance [default: 3.5]")
+    ] = None,
     lora: Annotated[
         list[str] | None,
         typer.Option(help="LoRA FILE:WEIGHT (or a name in <home>/loras), weight in [-2, 2]; repeatable"),
@@ -101,6 +109,9 @@ def generate_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: PyTorch's]")] = None,
     offload: Annotated[str, typer.Option(help="GPU low memory: none, model or sequential")] = "none",
     vae_tiling: Annotated[bool, typer.Option(help="decode large pictures tile by tile (low memory)")] = False,
+    fp8_weights: Annotated[
+        bool, typer.Option(help="approximate, low memory: store the denoiser (and T5) weights as fp8")
+    ] = False,
     out: Annotated[Path, typer.Option(help="output folder; pictures go to OUT/YYYY-MM-DD/")] = Path(
         "outputs"
     ),
@@ -181,6 +192,10 @@ def generate_command(
         overrides["loras"] = tuple(LoraRef.parse(text) for text in lora)
     if embedding:
         overrides["embeddings"] = tuple(embedding)
+    if shift is not None or distilled_cfg is not None:
+        from keypaint.core.flow import FlowOptions
+
+        overrides["flow"] = FlowOptions(shift=shift, distilled_guidance=distilled_cfg)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lcm:
         overrides = _lcm_preset(overrides)
@@ -205,7 +220,7 @@ def generate_command(
     check_format(format)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)
-    speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling)
+    speed = _speed_options(fast, deep_cache, token_merging, threads, offload, vae_tiling, fp8_weights)
 
     from keypaint.builtin import MODEL
     from keypaint.core.painter import Painter
@@ -229,6 +244,7 @@ def generate_command(
         lazy=True,
         scorer=scorer,
         builtin=MODEL,
+        components=_components(clip_l, clip_g, t5, no_t5),
     )
     # everything a user can get wrong (blocked keywords, params, LoRA and embedding files, LoRAs on a fast
     # path) is refused before the model loads
@@ -256,6 +272,15 @@ def generate_command(
         console.print(f"{path}  [dim]seed {result.seed}[/]", soft_wrap=True)
 
 
+def _components(clip_l: Path | None, clip_g: Path | None, t5: Path | None, no_t5: bool) -> Any:
+    """--clip-l, --clip-g, --t5, --no-t5: an SD3/Flux model's separate text encoders (None: none given)."""
+    if clip_l is None and clip_g is None and t5 is None and not no_t5:
+        return None
+    from keypaint.models.flow_files import ComponentFiles
+
+    return ComponentFiles(clip_l=clip_l, clip_g=clip_g, t5=t5, no_t5=no_t5)
+
+
 def _lcm_preset(overrides: dict[str, Any]) -> dict[str, Any]:
     """--lcm: the "lcm" preset (core.presets) on what was given; another --sampler is refused."""
     try:
@@ -274,7 +299,8 @@ def _quiet_loading() -> None:
 
 
 def _speed_options(
-    fast: bool, deep_cache: int, merging: float, threads: int | None, offload: str, tiling: bool
+    fast: bool, deep_cache: int, merging: float, threads: int | None, offload: str, tiling: bool,
+    fp8_weights: bool = False,
 ) -> Any:
     from keypaint.core.speed.options import Offload, SpeedOptions
 
@@ -283,7 +309,7 @@ def _speed_options(
     # --fast on a CPU starts from the built-in model's frozen bundle when an earlier --fast run left one
     speed = SpeedOptions(
         fast=fast, deep_cache=deep_cache, token_merging=merging, threads=threads, offload=Offload(offload),
-        vae_tiling=tiling, frozen=fast,
+        vae_tiling=tiling, frozen=fast, fp8_weights=fp8_weights,
     )
     return speed  # Painter.load checks it, before the model loads
 

@@ -225,6 +225,10 @@ class Adapters:
             self._check_base(file, "LoRA")
         for file, _ in plan.embeddings:
             self._check_base(file, "embedding")
+        if plan.embeddings and self.model.kind.is_flow:
+            raise ModelError("textual-inversion embeddings are for SD 1.x, 2.x and SDXL; "
+                             f"{self.model.name} is "
+                             f"{self.model.kind.value}")
         return plan
 
     def _check_base(self, file: AdapterFile, what: str) -> None:

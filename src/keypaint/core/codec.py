@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 from keypaint.core.control import unit_from_json, unit_to_json
+from keypaint.core.flow import FlowOptions
 from keypaint.core.hires import HiresOptions
 from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams, LoraRef
@@ -28,6 +29,7 @@ JSON_TYPES: dict[str, Any] = {
     "strength": int | float, "best_of": int, "loras": list, "embeddings": list, "expand_keywords": bool,
     "control_units": list,  # objects of core.control.unit_to_json's form, each image by its SHA-256
     "hires": dict | None, "outpaint": dict | None,  # HiresOptions / Outpaint as objects of their fields
+    "flow": dict,
 }
 JSON_FIELDS = tuple(f.name for f in fields(GenerationParams) if f.name not in PICTURES)
 assert set(JSON_FIELDS) == set(JSON_TYPES), "every GenerationParams field needs its JSON type here"
@@ -45,6 +47,7 @@ def params_to_json(params: GenerationParams, only: Iterable[str] | None = None) 
         "control_units": [unit_to_json(unit) for unit in params.control_units],
         "hires": params.hires.to_json() if params.hires is not None else None,
         "outpaint": params.outpaint.to_json() if params.outpaint is not None else None,
+        "flow": params.flow.to_json(),
     }
     return {name: values[name] for name in (JSON_FIELDS if only is None else only)}
 
@@ -85,6 +88,8 @@ def decode_field(name: str, value: Any) -> Any:
         return tuple(_lora_ref(item) for item in value)
     if name == "control_units":
         return tuple(unit_from_json(item) for item in value)
+    if name == "flow":
+        return FlowOptions.from_json(value)
     if name == "embeddings":
         for item in value:
             if not isinstance(item, str):

@@ -73,11 +73,11 @@ class DiffusersEngine:
 
     @property
     def device(self) -> str:
-        return str(self.model.pipe.unet.device)
+        return str(self.model.denoiser.device)
 
     @property
     def dtype(self) -> str:
-        return dtype_name(self.model.pipe.unet.dtype)
+        return dtype_name(self.model.denoiser.dtype)
 
     def prepare(self, params: GenerationParams) -> DiffusersJob:
         from keypaint.prompts.encode import encode_prompts
@@ -90,9 +90,9 @@ class DiffusersEngine:
             expansion = self.model.expand(active.prompt, skip=active.names)
             prompt = expansion.prompt
             active.extra.update(expansion_record(active.prompt, expansion))
-        unet = self.model.pipe.unet
+        denoiser = self.model.denoiser
         embeds = encode_prompts(
-            self.model, prompt, active.negative_prompt, device=unet.device, dtype=unet.dtype,
+            self.model, prompt, active.negative_prompt, device=denoiser.device, dtype=denoiser.dtype,
             embeddings=active.embeddings,
         )
         extra: dict[str, Any] = dict(active.extra)
@@ -101,7 +101,7 @@ class DiffusersEngine:
             extra.update(control.infotext())
         upscaler = None
         if params.hires is not None and params.hires.is_model:
-            upscaler = self.upscalers.load(params.hires.upscaler, unet.device)
+            upscaler = self.upscalers.load(params.hires.upscaler, denoiser.device)
         return DiffusersJob(params, embeds, extra, active.prompt == params.prompt and not active.embeddings,
                             control, upscaler)
 

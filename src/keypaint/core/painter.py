@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from keypaint.core.onnx_coldstart.model import ColdStartModel
     from keypaint.core.result import ResultWriter
     from keypaint.core.speed import Accelerated
+    from keypaint.models.flow_files import ComponentFiles
     from keypaint.models.loaded import LoadedModel
     from keypaint.models.registry import BuiltinModel
     from keypaint.provenance.policy import ContentPolicy
@@ -145,6 +146,7 @@ class Painter:
         lazy: bool = False,
         scorer: PictureScorer | None = None,
         builtin: BuiltinModel | None = None,
+        components: ComponentFiles | None = None,
     ) -> Painter:
         """Load `model` (None: the built-in model; a name in the model folder; a file or diffusers folder).
 
@@ -156,11 +158,13 @@ class Painter:
         `plan` can refuse a request first (the CLI does this). `scorer` rates best-of candidates
         (`keypaint.scorer`); `builtin` is the built-in model (`keypaint.builtin.MODEL`), loaded when `model`
         is None, with its shipped LoRAs and its frozen bundle (`keypaint.Painter.load` hands both in).
+        `components`: an SD3/Flux file's separate text encoders (`--clip-l`, `--clip-g`, `--t5`).
         """
         from keypaint.models.preflight import check_model, check_vae
         from keypaint.provenance.policy import ContentPolicy
 
-        check_model(model, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
+        check_model(model, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes,
+                    components=components, vae=Path(vae) if vae is not None else None)
         if vae is not None:
             check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_model_bytes)
 
@@ -176,7 +180,7 @@ class Painter:
             torch_dtype = pick_dtype(torch_device, dtype)
             return load_model(
                 model, home=home, vae=vae, allow_pickle=allow_pickle, device=torch_device, dtype=torch_dtype,
-                max_bytes=max_model_bytes, builtin=builtin,
+                max_bytes=max_model_bytes, builtin=builtin, components=components,
             )
 
         frozen = None
@@ -210,11 +214,11 @@ class Painter:
 
     @property
     def device(self) -> torch.device:
-        return self.model.pipe.unet.device
+        return self.model.denoiser.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.pipe.unet.dtype
+        return self.model.denoiser.dtype
 
     @property
     def native_size(self) -> int:
@@ -248,16 +252,31 @@ class Painter:
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
+        from keypaint.core.flow import resolve_flow
         from keypaint.core.planning import fill_in
 
         files = self.plan(params)
         resolved = fill_in(params, self.native_size, self.limits)
+        # SD3/Flux: their samplers, guidance and sizes (core.flow); other models refuse flow settings
+        resolved = resolve_flow(resolved, *self._flow_traits())
         if self._engines and not self.loaded and not files.loras and not files.embeddings:
             return resolved  # an engine without the model (the frozen bundle) may run it: nothing to check
         self.adapters.fit(files)  # LoRA and embedding files fit this model
         if params.control_units:
             self._full().check_control(params.control_units)  # ControlNets made for this model's family
         return resolved
+
+    def _flow_traits(self) -> tuple[str, bool, int]:
+        """(model family, takes distilled guidance, what picture sides must be a multiple of)."""
+        if not self.loaded:
+            return "keypaint", False, 8  # the frozen bundle paints the built-in model only
+        model = self.model
+        if not model.kind.is_flow:
+            return model.kind.value, False, 8
+        factor = int(model.pipe.vae_scale_factor) * (2 if model.kind.value == "flux" else 1)
+        guidance = bool(getattr(model.pipe.transformer.config, "guidance_embeds", False))
+        patch = int(getattr(model.pipe.transformer.config, "patch_size", 1))
+        return model.kind.value, guidance, factor * patch
 
     def generate(
         self,

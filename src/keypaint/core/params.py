@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from keypaint.core.control import ControlUnit, validate_units
+from keypaint.core.flow import FlowOptions
 from keypaint.core.hires import HiresOptions
 from keypaint.core.outpaint import Outpaint
 from keypaint.core.samplers import Sampler
@@ -71,6 +72,7 @@ class GenerationParams:
     control_units: tuple[ControlUnit, ...] = ()  # ControlNets steering the picture (core.control)
     hires: HiresOptions | None = None  # txt2img: a second img2img pass on the upscaled picture (core.hires)
     outpaint: Outpaint | None = None  # extend the init image on its sides (core.outpaint)
+    flow: FlowOptions = field(default_factory=FlowOptions)  # SD3/Flux: shift, distilled guidance (core.flow)
 
     @classmethod
     def from_keywords(
@@ -127,6 +129,9 @@ class GenerationParams:
                 f"{self.init_image.size[0]}x{self.init_image.size[1]}",
             )
         self._validate_adapters(limits)
+        if not isinstance(self.flow, FlowOptions):
+            raise InvalidParams("flow", f"must be FlowOptions, got {self.flow!r}")
+        self.flow.validate()
         validate_units(self.control_units)
         self._validate_hires_outpaint()
 

@@ -7,6 +7,7 @@ the CPU from each picture's seed, so that a seed means the same picture on every
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,6 +20,7 @@ from diffusers import (
 from PIL import Image
 
 from keypaint.core.denoised import DenoisedTracker
+from keypaint.core.flow_run import flow_kwargs, unpacked
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import make_scheduler
 from keypaint.core.sampling_math import cpu_generators, start_noise
@@ -76,7 +78,9 @@ class PipelineRun:
             return self.vae_roundtrip(params, len(seeds))
         pipe_mode = "inpaint" if self.model.inpainting else mode
         pipe = self.pipe(pipe_mode) if control is None else self.control_pipe(pipe_mode, control)
-        pipe.scheduler = make_scheduler(params.sampler, self.base_scheduler_config, seeds)
+        flow = self.model.kind.is_flow
+        if not flow:
+            pipe.scheduler = make_scheduler(params.sampler, self.base_scheduler_config, seeds)
         # one CPU generator per picture: noise depends on the seed alone, not on the device or batch
         generators = cpu_generators(seeds)
         kwargs: dict[str, Any] = {
@@ -88,13 +92,16 @@ class PipelineRun:
             "output_type": output_type,
             **_embed_kwargs(embeds.repeat(len(seeds)), self.model.kind),
         }
-        if mode == "txt2img":
+        if flow:  # SD3, Flux: their scheduler, guidance and packed noise (core.flow_run)
+            kwargs.update(flow_kwargs(self.model, pipe, params, embeds.repeat(len(seeds)), generators,
+                                      self.base_scheduler_config))
+        elif mode == "txt2img":
             # x_T first, then (ancestral samplers) each step's noise, all from the picture's own generator
             kwargs["latents"] = self.initial_noise(generators, params.height, params.width)
-        elif image is not None:
+        if image is not None:
             kwargs["image"] = image
             kwargs["strength"] = params.strength
-        else:
+        elif mode != "txt2img":
             assert params.init_image is not None
             kwargs["image"] = params.init_image.convert("RGB").resize((params.width, params.height))
             kwargs["strength"] = params.strength
@@ -111,13 +118,15 @@ class PipelineRun:
         total_steps = steps_run(params) if image is None else min(int(params.steps * params.strength),
                                                                   params.steps)
 
-        tracker = DenoisedTracker(
+        # the x_0 estimate behind each step (previews) is the U-Net chain's; flow models report latents alone
+        tracker = nullcontext() if flow else DenoisedTracker(
             pipe.unet, self.base_scheduler_config, params.guidance_scale, pipe.vae.config.latent_channels
         )
 
         def step_end(_pipe: DiffusionPipeline, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
-                on_step(i + 1, total_steps, tensors["latents"], tracker.estimate())
+                latents = unpacked(self.model, tensors["latents"], params.height, params.width)
+                on_step(i + 1, total_steps, latents, None if flow else tracker.estimate())
             if should_stop is not None and should_stop():
                 raise Cancelled("generation cancelled")
             return tensors
@@ -143,9 +152,9 @@ class PipelineRun:
         pipe = self.model.pipe
         image = params.init_image.convert("RGB").resize((params.width, params.height))
         with torch.inference_mode():
-            pixels = pipe.image_processor.preprocess(image).to(pipe.unet.device, pipe.unet.dtype)
+            pixels = pipe.image_processor.preprocess(image).to(pipe.vae.device, pipe.vae.dtype)
             latents = pipe.vae.encode(pixels).latent_dist.mode()
-            decoded = pipe.vae.decode(latents).sample
+            decoded = pipe.vae.decode(latents).sample  # shift and scale cancel out: not applied either way
         picture = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
         return [picture.copy() for _ in range(count)]
 
@@ -177,6 +186,8 @@ def steps_run(params: GenerationParams) -> int:
 
 
 def _embed_kwargs(embeds: PromptEmbeddings, kind: ModelKind) -> dict[str, torch.Tensor]:
+    if kind.is_flow:
+        return {}  # core.flow_run gives SD3 and Flux theirs
     kwargs = {"prompt_embeds": embeds.prompt_embeds, "negative_prompt_embeds": embeds.negative_prompt_embeds}
     if kind.is_xl:
         kwargs["pooled_prompt_embeds"] = embeds.pooled_prompt_embeds

@@ -23,7 +23,7 @@ TARGETS: dict[str, str | list[str]] = {  # peft target_modules: module-name suff
 
 
 def add_lora(
-    unet: UNet2DConditionModel, rank: int, seed: int, targets: str = "all"
+    unet: torch.nn.Module, rank: int, seed: int, targets: str | list[str] = "all"
 ) -> list[torch.nn.Parameter]:
     """Freeze the U-Net and add LoRA layers; returns them, fp32.
 
@@ -32,7 +32,8 @@ def add_lora(
     """
     unet.requires_grad_(False)
     config = LoraConfig(
-        r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS[targets]
+        r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+        target_modules=TARGETS[targets] if isinstance(targets, str) else targets,
     )
     unet.add_adapter(config, adapter_name=ADAPTER)
     generator = torch.Generator().manual_seed(seed)

@@ -4,8 +4,9 @@ Stages: 1. check the options, the pictures and the paths (before any model loads
 model; 3. (DreamBooth) paint the missing class pictures; 4. encode the pictures once with the model's
 VAE (posterior mean and std: every step draws a fresh latent sample, as SD's training does); 5. set up
 what is trained (LoRA layers or new token vectors); 6. the denoising loop with SD's objective and Min-SNR
-weighting, resumable checkpoints and sample pictures; 7. write the small output file with its metadata,
-never over an existing file.
+weighting (SD3/Flux: a LoRA on the transformer with the rectified-flow objective, `finetune.flow`),
+resumable checkpoints and sample pictures; 7. write the small output file with its metadata, never over
+an existing file.
 
 Each step's random draws come from a CPU generator seeded by (seed, step, process), so a run resumed after a
 kill takes exactly the steps the uninterrupted run would have taken. Under `accelerate launch` each process
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from keypaint.finetune.conditioning import conditioner
 from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
 from keypaint.finetune.data import ImageSet, read_images
 from keypaint.finetune.dreambooth import class_caption, class_pictures, make_class_pictures
+from keypaint.finetune.flow import FLOW_TARGETS, FlowObjective, flow_lora_tensors
 from keypaint.finetune.lora import ADAPTER, add_lora, kohya_state, load_lora_state, lora_state, remove_lora
 from keypaint.finetune.output import device_name, settings_of, write_new_file
 from keypaint.finetune.samples import SamplePainter
@@ -49,6 +51,9 @@ from keypaint.training.latents import encode_latents
 from keypaint.training.loop import Cadence, Display, StepResult, TrainingLoop
 from keypaint.training.unet import snr_weight
 from keypaint.versions import package_version
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 StepHook = Callable[[int], None]
 PROCESS_STRIDE = 7_777_777  # seeds of process k's steps start here times k (no run has that many steps)
@@ -126,7 +131,7 @@ def finetune(
     started = time.perf_counter()
     checked = plan(cfg)
     run_dir = checked.run_dir
-    cpu = cfg.cpu if model is None else model.pipe.unet.device.type != "cuda"
+    cpu = cfg.cpu if model is None else model.denoiser.device.type != "cuda"
     accelerator = make_accelerator(run_dir, cpu=cpu)
     device, main = accelerator.device, accelerator.is_main_process
     if not main:
@@ -147,6 +152,10 @@ def finetune(
             cfg.base, home=cfg.home, device=device, dtype=torch.float32, allow_pickle=cfg.allow_pickle,
             builtin=BUILTIN,
         )
+    if model.kind.is_flow and cfg.method is not Method.LORA:  # before any picture is encoded or painted
+        raise FinetuneError(f"{model.name} is a {model.kind.value} model: keypaint finetune trains LoRAs on "
+                            "SD3 and Flux (--method lora); DreamBooth's prior and textual inversion are for "
+                            "the U-Net models")
     fingerprint = model_fingerprint(model)
     resolution = cfg.resolution or model.native_size
     note = checked.images.note(resolution)
@@ -189,17 +198,19 @@ def finetune(
             float(getattr(vae.config, "shift_factor", None) or 0.0),
         )
 
-        # 5. what is trained
-        unet = model.pipe.unet
+        # 5. what is trained (SD3/Flux: LoRA on the transformer, finetune.flow's objective)
+        unet = model.denoiser
+        flow = FlowObjective(model, device) if model.kind.is_flow else None
         for encoder in (
             getattr(model.pipe, "text_encoder", None),
             getattr(model.pipe, "text_encoder_2", None),
+            getattr(model.pipe, "text_encoder_3", None),
         ):
             if encoder is not None:
                 encoder.requires_grad_(False).eval()
         vectors: list[torch.nn.Parameter] = []
         if cfg.method.makes_lora:
-            params = add_lora(unet, cfg.rank, cfg.seed, cfg.targets)
+            params = add_lora(unet, cfg.rank, cfg.seed, cfg.targets if flow is None else FLOW_TARGETS)
             if ckpt is not None:
                 load_lora_state(unet, ckpt.model)
         else:
@@ -217,13 +228,14 @@ def finetune(
         )
         if ckpt is not None:
             optimizer.load_state_dict(ckpt.optimizer)
-        noise_scheduler = DDPMScheduler.from_config(model.pipe.scheduler.config)
-        prediction = str(noise_scheduler.config.prediction_type)
-        # kohya's --min/max_timestep: a style lives in the low-noise steps, the layout in the high-noise ones
-        max_t = min(cfg.max_timestep, int(noise_scheduler.config.num_train_timesteps))
-        alphas = noise_scheduler.alphas_cumprod.to(device)
         schedule = Schedule(cfg.steps, None, cfg.learning_rate, min(cfg.warmup_steps, cfg.steps))
-        condition = conditioner(model, cfg, vectors, resolution, device)
+        if flow is None:
+            noise_scheduler = DDPMScheduler.from_config(model.pipe.scheduler.config)
+            prediction = str(noise_scheduler.config.prediction_type)
+            # kohya's --min/max_timestep: a style lives in the low-noise steps, the layout in the high-noise
+            max_t = min(cfg.max_timestep, int(noise_scheduler.config.num_train_timesteps))
+            alphas = noise_scheduler.alphas_cumprod.to(device)
+            condition = conditioner(model, cfg, vectors, resolution, device)
 
         # 6. the loop (the shared one: cadence, resume, non-finite loss check, checkpoints)
         loop = TrainingLoop(
@@ -263,6 +275,10 @@ def finetune(
             # SD's latent: z = (sample - shift) * scaling_factor, scaled to unit variance
             z = ((z0 - shift) * scaling).to(device)
             noise = torch.randn(z.shape, generator=g).to(device)
+            if flow is not None:  # SD3/Flux: the rectified-flow objective (finetune.flow)
+                with accelerator.autocast():
+                    loss = flow.per_sample(z, noise, texts, g).mean()
+                return _update(loss, params, optimizer, len(z), accelerator)
             t = torch.randint(cfg.min_timestep, max_t, (len(z),), generator=g).to(device)
             # forward chain q(z_t | z_0): z_t = sqrt(a_t) z_0 + sqrt(1 - a_t) eps (Ho et al. 2020)
             zt = noise_scheduler.add_noise(z, noise, t)
@@ -275,12 +291,7 @@ def finetune(
             loss = per_sample[:batch].mean()
             if class_mean is not None:
                 loss = loss + cfg.prior_weight * per_sample[batch:].mean()
-            loss.backward()
-            average_gradients(accelerator, params)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return StepResult(loss, len(z))
+            return _update(loss, params, optimizer, len(z), accelerator)
 
         def save(state: dict[str, Any]) -> None:
             trained = lora_state(unet) if cfg.method.makes_lora else vectors_state(vectors)
@@ -315,7 +326,10 @@ def finetune(
             device=device_name(device),
             version=package_version("keypaint"),
         )
-        if cfg.method.makes_lora:
+        if flow is not None:
+            tensors = flow_lora_tensors(lora_state(unet))
+            header = lora_header(info, model.kind, cfg.rank, float(cfg.rank))
+        elif cfg.method.makes_lora:
             tensors = kohya_state(lora_state(unet))
             header = lora_header(info, model.kind, cfg.rank, float(cfg.rank))
         else:
@@ -351,9 +365,20 @@ def _silent(_: str) -> None:
     """The log of processes other than the main one."""
 
 
+def _update(loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+            pictures: int, accelerator: Accelerator) -> StepResult:
+    """One optimiser step on the mean gradient of all processes (`accelerate launch`)."""
+    loss.backward()
+    average_gradients(accelerator, params)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(loss, pictures)
+
+
 def _give_back(model: LoadedModel) -> None:
     """The model as it was: no training adapter, eval mode (whatever happened to the run)."""
-    unet = model.pipe.unet
+    unet = model.denoiser
     if ADAPTER in (getattr(unet, "peft_config", None) or {}):
         remove_lora(unet)
     unet.eval()

@@ -23,12 +23,16 @@ BASE_VERSION = {
     ModelKind.SD2: "sd_v2",
     ModelKind.SDXL: "sdxl_base_v1-0",
     ModelKind.KEYPAINT: "keypaint_emoji",
+    ModelKind.SD3: "sd3",  # kohya's sd-scripts names (flux_train_network, sd3_train_network)
+    ModelKind.FLUX: "flux1",
 }
 ARCHITECTURE = {
     ModelKind.SD1: "stable-diffusion-v1",
     ModelKind.SD2: "stable-diffusion-v2-512",
     ModelKind.SDXL: "stable-diffusion-xl-v1-base",
     ModelKind.KEYPAINT: "keypaint-emoji",
+    ModelKind.SD3: "stable-diffusion-3",
+    ModelKind.FLUX: "flux-1-dev",
 }
 
 
@@ -119,6 +123,10 @@ def kind_of_base_version(version: str | None) -> ModelKind | None:
         return ModelKind.SD1
     if version.startswith("keypaint"):
         return ModelKind.KEYPAINT
+    if version.startswith("flux"):
+        return ModelKind.FLUX
+    if version.startswith("sd3"):
+        return ModelKind.SD3
     return None
 
 
@@ -128,7 +136,7 @@ def model_fingerprint(model: LoadedModel) -> str:
     if model.sha256:
         return model.sha256
     digest = hashlib.sha256()
-    state = model.pipe.unet.state_dict()
+    state = model.denoiser.state_dict()
     weights = {k.replace(".base_layer", ""): v for k, v in state.items() if "lora_" not in k}
     for name in sorted(weights):
         digest.update(name.encode())

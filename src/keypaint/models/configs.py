@@ -4,7 +4,8 @@
 scheduler/, tokenizer/ ...), holding only JSON, so converting a downloaded checkpoint never needs the hub.
 The CLIP BPE files (1.5 MB) ship once, in `configs/clip_tokenizer/`; a tokenizer folder that has only a
 `tokenizer_config.json` is built from those shared files with its own special tokens ("!" pads SD 2.x
-and SDXL's second tokenizer, `<|endoftext|>` pads SD 1.x).
+and SDXL's second tokenizer, `<|endoftext|>` pads SD 1.x). SD3's and Flux's T5 tokenizer (google's
+T5 v1.1 SentencePiece vocabulary, Apache-2.0, as `tokenizer.json`) ships once in `configs/t5_tokenizer/`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from typing import Any
 
 import diffusers
 from diffusers import SchedulerMixin
-from transformers import AutoTokenizer, CLIPTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, CLIPTokenizer, PreTrainedTokenizerBase, T5TokenizerFast
 
 from keypaint.errors import ModelError
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 CLIP_TOKENIZER_DIR = CONFIGS_DIR / "clip_tokenizer"
+T5_TOKENIZER_FILE = CONFIGS_DIR / "t5_tokenizer" / "tokenizer.json"
 SHIPPED_CONFIGS = (
     "sd15", "sd15-inpainting", "sd2-base", "sd21", "sd2-inpainting", "sdxl-base", "sdxl-inpainting",
+    "sd3-medium", "sd35-medium", "sd35-large", "flux-dev", "flux-schnell",
 )
 
 
@@ -51,6 +54,9 @@ def load_tokenizer(config_dir: Path, subfolder: str = "tokenizer") -> PreTrained
     cfg = read_json(folder / "tokenizer_config.json")
     names = ("bos_token", "eos_token", "pad_token", "unk_token")
     special = {k: cfg[k] for k in names if isinstance(cfg.get(k), str)}
+    if cfg.get("tokenizer_class") == "T5TokenizerFast":
+        return T5TokenizerFast(tokenizer_file=str(T5_TOKENIZER_FILE), extra_ids=0,
+                               model_max_length=int(cfg.get("model_max_length", 512)), **special)
     return CLIPTokenizer(
         str(CLIP_TOKENIZER_DIR / "vocab.json"), str(CLIP_TOKENIZER_DIR / "merges.txt"),
         model_max_length=int(cfg.get("model_max_length", 77)), **special,

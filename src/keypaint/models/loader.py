@@ -6,6 +6,9 @@
   keys, converted with the config folder keypaint ships (or `config_dir`).
 - A pickle (`.ckpt`, `.pt`, `.pth`, `.bin`): only with `allow_pickle`, read weights-only, rewritten as a
   temporary safetensors file and then treated like one.
+- An SD3/SD3.5 or Flux.1 `.safetensors` (whole checkpoint or transformer alone, BFL, ComfyUI or diffusers
+  names, fp8 weights upcast) or `.gguf` transformer, with the parts it lacks by option or found beside it
+  (`flow_files`, `flow_loader`).
 - A bare NAME: looked up in `<home>/models`.
 
 `LoadedModel.sha256` is the hash of the file loaded; for a diffusers folder it is the hash of the U-Net
@@ -21,7 +24,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers import AutoencoderKL, DiffusionPipeline, FluxPipeline, StableDiffusion3Pipeline
 from packaging.version import Version
 
 from keypaint.errors import ModelError
@@ -38,8 +41,10 @@ from keypaint.models.checkpoint_files import (
 )
 from keypaint.models.configs import shipped_config
 from keypaint.models.detect import Detected, detect_checkpoint, kind_from_diffusers
+from keypaint.models.flow_files import ComponentFiles, find_components
+from keypaint.models.flow_layout import FlowDetected
 from keypaint.models.hashing import file_sha256
-from keypaint.models.loaded import LoadedModel
+from keypaint.models.loaded import LoadedModel, ModelKind
 from keypaint.models.preflight import CheckedFile, check_model, check_vae
 from keypaint.models.registry import BuiltinModel, is_diffusers_folder, keypaint_home
 from keypaint.models.single_file import has_vae, pipeline_from_checkpoint, vae_like
@@ -54,7 +59,8 @@ _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model
 def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | Path | None = None,
                allow_pickle: bool = False, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, config_dir: Path | None = None,
-               max_bytes: int | None = None, builtin: BuiltinModel | None = None) -> LoadedModel:
+               max_bytes: int | None = None, builtin: BuiltinModel | None = None,
+               components: ComponentFiles | None = None) -> LoadedModel:
     """Load the model `spec` names, offline; ModelError (one line) for anything missing or unsafe.
 
     `vae` replaces the model's VAE with a separate file or diffusers folder. `config_dir` replaces the
@@ -62,13 +68,22 @@ def load_model(spec: str | Path | None, *, home: Path | None = None, vae: str | 
     a model's size on disk (default: `preflight.max_model_bytes()`). Everything `check_model` can tell is
     checked first, so a bad file is refused in milliseconds, before it is hashed or read.
     `builtin`: the built-in model (`keypaint.builtin.MODEL`, handed down), loaded when `spec` is None.
+    `components`: separate text-encoder files of an SD3/Flux model (`--clip-l`, `--clip-g`, `--t5`).
     """
     home = home or keypaint_home()
-    checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
+    checked = check_model(spec, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes,
+                          components=components, vae=Path(vae) if vae is not None else None)
     vae_path = None
     if vae is not None:
         vae_path = check_vae(vae, home=home, allow_pickle=allow_pickle, max_bytes=max_bytes)
-    if checked is None:
+    flow = checked is not None and isinstance(checked.detected, FlowDetected)
+    if components and not flow:
+        raise ModelError("--clip-l, --clip-g and --t5 are for SD3 and Flux single files")
+    if checked is not None and isinstance(checked.detected, FlowDetected):
+        model = _load_flow_file(checked, checked.detected, home, dtype, config_dir,
+                                components or ComponentFiles(), vae_path)
+        vae_path = None  # built into the pipeline already
+    elif checked is None:
         model = _load_builtin(builtin, device, dtype)
     elif checked.path.is_dir():
         model = _load_folder(checked.path, home, dtype, allow_pickle)
@@ -139,6 +154,22 @@ def _load_file(checked: CheckedFile, home: Path, dtype: torch.dtype, config_dir:
     return LoadedModel(name=path.stem, kind=detected.kind, pipe=pipe, sha256=sha, source=path)
 
 
+def _load_flow_file(checked: CheckedFile, detected: FlowDetected, home: Path, dtype: torch.dtype,
+                    config_dir: Path | None, components: ComponentFiles, vae: Path | None) -> LoadedModel:
+    """An SD3/Flux checkpoint or transformer file, with the parts it lacks (by option or found beside it)."""
+    from keypaint.models.flow_loader import load_flow_pipeline
+
+    path = checked.path
+    encoders, vae = find_components(detected, path, components, vae)
+    if config_dir is not None and not (config_dir / "model_index.json").is_file():
+        raise ModelError(f"config folder {config_dir} has no model_index.json")
+    sha = file_sha256(path, home=home)
+    pipe = load_flow_pipeline(path, detected, encoders=encoders, vae=vae, dtype=dtype,
+                              config=config_dir or shipped_config(detected.config), name=path.name,
+                              no_t5=components.no_t5)
+    return LoadedModel(name=path.stem, kind=detected.kind, pipe=pipe, sha256=sha, source=path)
+
+
 def _load_folder(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool) -> LoadedModel:
     index = DiffusionPipeline.load_config(str(path))
     skip = {k: None for k in ("safety_checker", "feature_extractor", "image_encoder") if k in index}
@@ -148,6 +179,14 @@ def _load_folder(path: Path, home: Path, dtype: torch.dtype, allow_pickle: bool)
                                                  use_safetensors=None if allow_pickle else True, **skip)
     except Exception as e:  # OSError/ValueError/EnvironmentError from a broken or partial folder
         raise ModelError(f"{path.name}: cannot load this diffusers folder ({_why(e)})") from None
+    if isinstance(pipe, FluxPipeline | StableDiffusion3Pipeline):
+        kind = ModelKind.FLUX if isinstance(pipe, FluxPipeline) else ModelKind.SD3
+        flow_pipe = (FluxPipeline if kind is ModelKind.FLUX else StableDiffusion3Pipeline)(
+            **{k: v for k, v in pipe.components.items() if k not in ("image_encoder", "feature_extractor")})
+        folder = path / "transformer"
+        weights = next((folder / f for f in _UNET_WEIGHTS if (folder / f).is_file()), None)
+        return LoadedModel(name=path.name, kind=kind, pipe=flow_pipe, sha256=file_sha256(weights, home=home)
+                           if weights else None, source=path, vocabulary=Vocabulary.beside(path))
     unet = getattr(pipe, "unet", None)
     if unet is None:
         raise ModelError(f"{path.name}: {type(pipe).__name__} has no U-Net; not a Stable Diffusion model")

@@ -22,6 +22,8 @@ from keypaint.models.checkpoint_files import (
     read_safetensors_header,
 )
 from keypaint.models.detect import UNET_PREFIX, Detected, detect_checkpoint
+from keypaint.models.flow_files import GGUF_SUFFIX, ComponentFiles, find_components, read_gguf_header
+from keypaint.models.flow_layout import FlowDetected, detect_flow
 from keypaint.models.registry import BUILTIN_ALIASES, is_diffusers_folder, keypaint_home, resolve_model
 
 MAX_MODEL_GB_ENV = "KEYPAINT_MAX_MODEL_GB"
@@ -34,7 +36,7 @@ class CheckedFile:
 
     path: Path
     header: SafetensorsHeader | None  # None for folders and pickles (a pickle is not opened here)
-    detected: Detected | None = None  # what Stable Diffusion a single file holds (check_model only)
+    detected: Detected | FlowDetected | None = None  # what a single file holds (check_model only)
 
 
 def max_model_bytes(gigabytes: float | None = None) -> int:
@@ -51,8 +53,11 @@ def max_model_bytes(gigabytes: float | None = None) -> int:
 
 
 def check_model(spec: str | Path | None, *, home: Path | None = None, allow_pickle: bool = False,
-                max_bytes: int | None = None) -> CheckedFile | None:
-    """The model `spec` names, checked for loading; None for the built-in model. `ModelError` if not."""
+                max_bytes: int | None = None, components: ComponentFiles | None = None,
+                vae: Path | None = None) -> CheckedFile | None:
+    """The model `spec` names, checked for loading; None for the built-in model. `ModelError` if not.
+
+    An SD3/Flux file must have its parts: inside, given (`components`, `vae`) or beside it."""
     if spec is None or (isinstance(spec, str) and spec in BUILTIN_ALIASES):
         return None
     home = home or keypaint_home()
@@ -62,6 +67,14 @@ def check_model(spec: str | Path | None, *, home: Path | None = None, allow_pick
     checked = check_file(path, allow_pickle=allow_pickle, max_bytes=max_bytes)
     if checked.header is None:
         return checked  # an allowed pickle: its keys are read once it is converted
+    dtypes = {k: t.dtype for k, t in checked.header.tensors.items()}
+    flow = detect_flow(checked.header.tensors, path.name, dtypes)
+    if flow is not None:
+        find_components(flow, path, components or ComponentFiles(), vae)  # headers only
+        return CheckedFile(path, checked.header, flow)
+    if path.suffix.lower() == GGUF_SUFFIX:
+        raise ModelError(f"{path.name}: no SD3 or Flux transformer in this GGUF file; keypaint reads GGUF "
+                         "quantisations of those")
     sidecar = path.with_suffix(".yaml")
     sidecar = sidecar if sidecar.is_file() else None
     if sidecar is None and not any(k.startswith(UNET_PREFIX) for k in checked.header.tensors):
@@ -86,12 +99,14 @@ def check_file(path: Path, *, allow_pickle: bool = False, max_bytes: int | None 
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise PickleRefused(path, f"{path.name} is a pickle checkpoint")
-    if suffix not in (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES):
+    if suffix not in (SAFETENSORS_SUFFIX, GGUF_SUFFIX, *PICKLE_SUFFIXES):
         raise ModelError(f"{path.name}: unsupported model file type {path.suffix or '(none)'!r}; "
-                         "expected .safetensors (or a .ckpt/.pt/.pth/.bin pickle)")
+                         "expected .safetensors, .gguf (or a .ckpt/.pt/.pth/.bin pickle)")
     _check_size(path, path.stat().st_size, max_bytes)
     if suffix in PICKLE_SUFFIXES:
         return CheckedFile(path, None)
+    if suffix == GGUF_SUFFIX:
+        return CheckedFile(path, read_gguf_header(path))
     return CheckedFile(path, read_safetensors_header(path))
 
 

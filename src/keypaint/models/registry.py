@@ -19,6 +19,7 @@ import platformdirs
 from keypaint.errors import ModelError
 from keypaint.models.checkpoint_files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIX, read_safetensors_header
 from keypaint.models.detect import CONV_IN_KEY, detect_kind, kind_from_diffusers
+from keypaint.models.flow_layout import detect_flow
 from keypaint.models.loaded import LoadedModel, ModelKind
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 ModelFormat = Literal["diffusers", "safetensors", "pickle", "builtin"]
 BUILTIN_NAME = "keypaint-emoji"
 BUILTIN_ALIASES = ("builtin", BUILTIN_NAME)
+_FLOW_PIPELINES = {"FluxPipeline": ModelKind.FLUX, "StableDiffusion3Pipeline": ModelKind.SD3}
 # Lookup order for a bare NAME: safetensors before pickles, so the safe copy wins when both exist.
-_SUFFIXES = (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES)
+_SUFFIXES = (SAFETENSORS_SUFFIX, ".gguf", *PICKLE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,11 @@ def _safetensors_entry(path: Path) -> ModelEntry:
     except ModelError:
         header = None  # listed anyway; loading it will explain what is wrong
     if header is not None:
-        kind = detect_kind(header.tensors)
+        try:
+            flow = detect_flow(header.tensors, path.name)
+        except ModelError:
+            flow = None  # a mixed file: listed, and refused when loaded
+        kind = flow.kind if flow is not None else detect_kind(header.tensors)
         conv_in = header.shape(CONV_IN_KEY)
         inpainting = conv_in[1] == 9 if conv_in and len(conv_in) == 4 else None
     return ModelEntry(path.stem, path, "safetensors", kind, path.stat().st_size, inpainting)
@@ -113,8 +119,11 @@ def _safetensors_entry(path: Path) -> ModelEntry:
 def _diffusers_entry(path: Path) -> ModelEntry:
     kind, inpainting = None, None
     try:
-        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+        flow = _FLOW_PIPELINES.get(str(index.get("_class_name")))
+        if flow is not None:
+            return ModelEntry(path.name, path, "diffusers", flow, _folder_size(path), False)
+        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
         text_encoder = index.get("text_encoder") or [None, None]
         kind = kind_from_diffusers(unet, text_encoder[1])
         inpainting = unet.get("in_channels") == 9

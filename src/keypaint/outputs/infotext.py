@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from keypaint.core.control import units_from_infotext
+from keypaint.core.flow import FlowOptions
 from keypaint.core.hires import HiresOptions
 from keypaint.core.outpaint import Outpaint
 from keypaint.core.params import GenerationParams
@@ -38,7 +39,7 @@ _NEGATIVE = "Negative prompt:"
 # The GenerationParams field each read infotext field sets; an override of that field skips reading it.
 _FIELD_OF = {"Steps": "steps", "Sampler": "sampler", "Schedule type": "sampler",
              "CFG scale": "guidance_scale", "Seed": "seed", "Denoising strength": "strength",
-             "Keyword expansion": "expand_keywords"}
+             "Keyword expansion": "expand_keywords", "Distilled CFG Scale": "flow", "Shift": "flow"}
 
 InfoValue = str | int | float
 # Fields A1111 itself writes (other tools match them as A1111 spells them), and "Lora weights", which keeps
@@ -68,6 +69,7 @@ def build_infotext(
         "Sampler": spec.infotext_sampler,
         "Schedule type": spec.schedule_type,
         "CFG scale": params.guidance_scale,
+        **params.flow.infotext(),  # SD3/Flux: Forge's "Distilled CFG Scale", "Shift"
         "Seed": seed,
         "Size": f"{width}x{height}",
         "Model hash": model_hash[:10] if model_hash else None,
@@ -153,8 +155,8 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
     """The `GenerationParams` an infotext describes; `overrides` (GenerationParams fields) win over it.
 
     Read: prompt, negative prompt, Steps, Sampler + Schedule type, CFG scale, Seed, Size, Denoising
-    strength, Keyword expansion, the Hires fields, Outpaint. Other fields (Lora hashes, Clip skip, ...) are
-    ignored. A value
+    strength, Keyword expansion, the Hires fields, Outpaint, and Forge's Distilled CFG Scale and Shift
+    (SD3/Flux). Other fields (Lora hashes, Clip skip, ...) are ignored. A value
     that cannot be read raises `InvalidParams` naming the field, unless an override replaces it (so a
     sampler keypaint lacks can be swapped for one it has).
     """
@@ -186,6 +188,8 @@ def params_from_infotext(text: str, **overrides: Any) -> GenerationParams:
         values.pop("strength", None)
     if "Outpaint" in info and "outpaint" not in overrides:
         values["outpaint"] = Outpaint.parse(info["Outpaint"])
+    if "flow" not in overrides and (flow := FlowOptions.from_infotext(wanted)) != FlowOptions():
+        values["flow"] = flow
     return make_params(values, overrides)
 
 

@@ -32,7 +32,7 @@ _USER_COMMENT = 0x9286
 # (batch size and count, best-of: the picture is one of them) plus the mode and the picture's place in the run
 RECORDED_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width",
                    "height", "strength", "mode", "expand_keywords", "batch_index", "loras", "embeddings",
-                   "control_units", "hires", "outpaint")
+                   "control_units", "hires", "outpaint", "flow")
 REQUIRED_FIELDS = ("prompt", "steps", "guidance_scale", "sampler", "seed")
 @dataclass(frozen=True)
 class ImageMetadata:

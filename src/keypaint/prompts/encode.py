@@ -115,6 +115,12 @@ def encode_prompts(model: LoadedModel, prompt: str, negative_prompt: str, *, dev
     inversions whose trigger words the prompts may use (one vector set per text encoder).
     """
     kind = model.kind
+    if kind.is_flow:  # SD3, Flux: T5 beside CLIP, no chunking (prompts.flow_encode)
+        from keypaint.prompts.flow_encode import encode_flow_prompts
+
+        if embeddings:
+            raise ValueError(f"{model.name}: textual-inversion embeddings are for SD 1.x, 2.x and SDXL")
+        return encode_flow_prompts(model, prompt, negative_prompt, device=device, dtype=dtype)
     pairs = _encoders(model)
     zero_negative = (kind.is_xl and negative_prompt == ""
                      and bool(getattr(model.pipe.config, "force_zeros_for_empty_prompt", True)))

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from keypaint.core.adapters import is_name
+from keypaint.core.flow import FlowOptions
 from keypaint.core.params import GenerationParams, LoraRef, join_keywords
 from keypaint.core.presets import apply_preset
 from keypaint.core.samplers import Sampler
@@ -78,6 +79,8 @@ class JobRequest(BaseModel):
     control_units: list[ControlField] | None = None  # ControlNets by name in <home>/controlnet
     hires: HiresField | None = None  # txt2img: a second pass on the upscaled picture (server.hires_fields)
     outpaint: OutpaintField | None = None  # extend init_image on its sides
+    shift: Float | None = None  # SD3/Flux: time shift of the sampling grid (core.flow)
+    distilled_guidance: Float | None = None  # Flux dev: its guidance input (Forge: Distilled CFG Scale)
 
     def job_spec(self) -> JobSpec:
         self._check_names()
@@ -106,6 +109,8 @@ class JobRequest(BaseModel):
             values = apply_preset(self.preset, values)
         values.update({name: field.options() for name, field in (("hires", self.hires),
                                                                  ("outpaint", self.outpaint)) if field})
+        if self.shift is not None or self.distilled_guidance is not None:
+            values["flow"] = FlowOptions(shift=self.shift, distilled_guidance=self.distilled_guidance)
         return JobSpec(GenerationParams(**values), model=self.model, save=True,
                        request=self.model_dump(exclude={"init_image", "mask"}))
 

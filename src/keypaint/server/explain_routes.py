@@ -126,6 +126,14 @@ def render(state: ServerState, figure: Figure) -> tuple[bytes, str]:
 
 def plan(state: ServerState, view: View, body: ExplainRequest) -> Figure:
     """Check `body` for `view` (cheap, no model call) and return how to make the figure."""
+    from keypaint.explain.flow import check_view
+
+    current = state.host.current
+    if view != View.SCHEDULES and current.loaded:  # (a frozen built-in model is no flow model)
+        try:
+            check_view(current.model, view.value)  # SD3/Flux: DDPM's chains do not apply
+        except InvalidParams as err:
+            raise FieldError("view", err.reason) from None
     if view == View.SCHEDULES:
         return Figure(_schedules, seed=None, needs_model=False)
     picture = None

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from keypaint.core.flow import FlowOptions
 from keypaint.core.params import GenerationParams
 from keypaint.core.samplers import SPECS, Sampler
 from keypaint.core.sizes import A1111_DEFAULT_SIZE
@@ -81,6 +82,8 @@ class Txt2ImgRequest(BaseModel):
     save_images: bool | None = False
     force_task_id: str | None = None
     infotext: str | None = None
+    distilled_cfg_scale: Float | None = None  # Forge's field: Flux dev's distilled guidance
+    shift: Float | None = None  # SD3/Flux: time shift of the sampling grid
 
     def value(self, name: str) -> Any:
         """The field's value, a null meaning A1111's default."""
@@ -114,6 +117,7 @@ class Txt2ImgRequest(BaseModel):
             hires=a1111_hires(self) if not isinstance(self, Img2ImgRequest) else None,
             outpaint=a1111_outpaint(self.script_name, self.script_args) if isinstance(self, Img2ImgRequest)
             else None,
+            flow=FlowOptions(shift=self.shift, distilled_guidance=self.distilled_cfg_scale),
         )
         return JobSpec(
             params, model=model, save=bool(self.value("save_images")),

@@ -25,7 +25,7 @@ from keypaint.errors import InvalidParams
 # the params' fields in the stored job (and GET /api/jobs' "params"), in this order; best_of is not offered
 SPEC_FIELDS = ("prompt", "negative_prompt", "steps", "guidance_scale", "sampler", "seed", "width", "height",
                "batch_size", "batch_count", "strength")
-SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords", "control_units", "hires", "outpaint")
+SPEC_ADAPTER_FIELDS = ("loras", "embeddings", "expand_keywords", "control_units", "hires", "outpaint", "flow")
 CONTROL_IMAGES = "control_images"  # the units' pictures by hash, base64 PNG: queued with the job
 
 

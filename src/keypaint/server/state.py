@@ -40,9 +40,11 @@ class ServerState:
                 raise InvalidParams(model_field, str(exc)) from None
         painter = self.host.current
         try:
+            params = spec.with_pictures(init, mask)
+            if spec.model not in (None, painter.model.name) and not params.flow.is_default:
+                params = replace(params, flow=type(params.flow)())  # another model's: checked once it loads
             # the params, adapter files and content policy, as the CLI checks them; then the server's budget
-            check_budget(painter.resolve(spec.with_pictures(init, mask)),
-                         max_pixel_steps=self.config.max_pixel_steps)
+            check_budget(painter.resolve(params), max_pixel_steps=self.config.max_pixel_steps)
         except InvalidParams as err:
             raise rename(err, names) from None
         return spec

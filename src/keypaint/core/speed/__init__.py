@@ -39,7 +39,7 @@ class Accelerated:
         from keypaint.core.speed.deepcache import DeepCacheUNet
         from keypaint.core.speed.onnx import OnnxUNet, OnnxVae
 
-        for part in (self.pipe.unet, self.pipe.vae):
+        for part in (getattr(self.pipe, "unet", None), self.pipe.vae):
             if isinstance(part, OnnxUNet | OnnxVae):
                 part.graphs.sync()
             if isinstance(part, DeepCacheUNet):
@@ -70,8 +70,12 @@ def accelerate(pipe: Any, options: SpeedOptions) -> Accelerated:
 
     if options.threads is not None:
         torch.set_num_threads(options.threads)  # PyTorch's pool is process-wide; this is the caller's choice
-    device = pipe.unet.device
-    if options.offload is not Offload.NONE or options.vae_tiling:
+    unet = getattr(pipe, "unet", None)
+    device = (unet if unet is not None else pipe.transformer).device
+    if unet is None and (options.fast or options.deep_cache > 1 or options.token_merging > 0):
+        raise InvalidParams("fast", "--fast, DeepCache and token merging run U-Net models; SD3 and Flux take "
+                            "the plain path (offload and VAE tiling work)")
+    if options.offload is not Offload.NONE or options.vae_tiling or options.fp8_weights:
         _low_memory(pipe, options, device)
     notes: dict[str, Any] = {}
     if options.token_merging > 0:
@@ -121,6 +125,8 @@ def _low_memory(pipe: Any, options: SpeedOptions, device: torch.device) -> None:
     """diffusers' own offloading and tiling; they act on the pipeline's modules in place."""
     if options.vae_tiling:
         pipe.vae.enable_tiling()
+    if options.fp8_weights:
+        _fp8_weights(pipe)
     if options.offload is Offload.NONE:
         return
     if device.type not in ("cuda", "cpu"):
@@ -131,6 +137,26 @@ def _low_memory(pipe: Any, options: SpeedOptions, device: torch.device) -> None:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.enable_sequential_cpu_offload(device=device)
+
+
+def _fp8_weights(pipe: Any) -> None:
+    """The denoiser's weights (and a T5 encoder's, SD3/Flux) stored as float8 e4m3fn: half of fp16's memory.
+
+    diffusers' layerwise casting upcasts each layer to the model's dtype just before it runs; norms,
+    embeddings and other small layers stay as they are (its "auto" skip list)."""
+    import torch
+    from diffusers.hooks import apply_layerwise_casting
+
+    unet = getattr(pipe, "unet", None)
+    denoiser = unet if unet is not None else pipe.transformer
+    apply_layerwise_casting(denoiser, storage_dtype=torch.float8_e4m3fn, compute_dtype=denoiser.dtype)
+    for name in ("text_encoder_2", "text_encoder_3"):
+        t5 = getattr(pipe, name, None)
+        if type(t5).__name__ == "T5EncoderModel":
+            # T5's feed-forward casts its input to `wo`'s stored dtype, so `wo` keeps its own
+            kept = ("wo", "norm", "shared", "embed", "relative_attention")
+            apply_layerwise_casting(t5, storage_dtype=torch.float8_e4m3fn, compute_dtype=t5.dtype,
+                                    skip_modules_pattern=kept)
 
 
 def _with(pipe: Any, **parts: torch.nn.Module) -> Any:

@@ -39,6 +39,9 @@ class SpeedOptions:
     threads: int | None = None  # CPU threads for PyTorch and ONNX Runtime (process-wide); None: PyTorch's
     offload: Offload = Offload.NONE  # GPU low-memory mode
     vae_tiling: bool = False  # decode large pictures tile by tile (low memory; seams are blended)
+    # approximate, low memory: the denoiser's (and SD3/Flux's T5's) weights stored as float8 e4m3fn, each
+    # layer upcast to the model's dtype while it runs (diffusers' layerwise casting)
+    fp8_weights: bool = False
     cache_dir: Path | None = None  # compiled artefacts; None: <KEYPAINT_HOME>/cache/speed
     backend: Literal["auto", "onnxruntime", "compile"] = (
         "auto"  # fast path: auto = ORT on CPUs, compile on GPUs
@@ -69,20 +72,24 @@ class SpeedOptions:
             raise InvalidParams("backend", f"unknown backend {self.backend!r} (auto, onnxruntime, compile)")
         if self.fast and self.deep_cache > 1:
             raise InvalidParams("deep_cache", "runs on the plain modules; it cannot be combined with fast")
+        if self.fast and self.fp8_weights:
+            raise InvalidParams("fp8_weights", "runs on the plain modules; it cannot be combined with fast")
         if self.fast and self.offload is not Offload.NONE:
             raise InvalidParams("offload", "offloading moves weights that compiled code holds; not with fast")
 
     @property
     def approximate(self) -> bool:
         """True when the picture may differ from the plain path by more than float rounding."""
-        return self.deep_cache > 1 or self.token_merging > 0
+        return self.deep_cache > 1 or self.token_merging > 0 or self.fp8_weights
 
 
-def approximations(options: SpeedOptions) -> dict[str, float | int]:
+def approximations(options: SpeedOptions) -> dict[str, float | int | str]:
     """What the picture depends on besides its params, under A1111's infotext names where it has them."""
-    extra: dict[str, float | int] = {}
+    extra: dict[str, float | int | str] = {}
     if options.deep_cache > 1:
         extra["DeepCache"] = options.deep_cache
     if options.token_merging > 0:
         extra["Token merging ratio"] = options.token_merging
+    if options.fp8_weights:
+        extra["FP8 weights"] = "e4m3fn"
     return extra

@@ -161,6 +161,7 @@ const FIELD_INPUTS = {
   strength: ["strength"], loras: ["lora", "lora-weight", "adapter-chips"], lora_weight: ["lora-weight", "lora"],
   embeddings: ["embedding", "adapter-chips"], hires: ["hires-options"], outpaint: ["outpaint"],
   mask: ["mask-canvas"],
+  shift: ["shift"], distilled_guidance: ["distilled"], flow: ["shift", "distilled"],
 };
 
 function showError(message, field = null) {
@@ -198,6 +199,8 @@ function request() {
   if (state.init) { body.init_image = state.init; body.strength = Number($("strength").value); }
   if (state.loras.length) body.loras = state.loras.map((l) => ({ name: l.name, weight: l.weight }));
   if (state.embeddings.length) body.embeddings = [...state.embeddings];
+  if (number("shift")) body.shift = number("shift"); // SD3/Flux only; the server refuses it elsewhere
+  if (number("distilled")) body.distilled_guidance = number("distilled");
   return paintOptions(body);  // hires fix, outpainting, a drawn mask (paint_options.js)
 }
 
@@ -430,6 +433,8 @@ function useAgain(image) {
   $("batch").value = 1;
   $("strength").value = params.strength;
   $("strength-value").textContent = params.strength;
+  $("shift").value = (params.flow && params.flow.shift) ?? "";
+  $("distilled").value = (params.flow && params.flow.distilled_guidance) ?? "";
   state.loras = (req.loras || []).map((l) => ({ name: l.name, weight: l.weight }));
   state.embeddings = [...(req.embeddings || [])];
   renderAdapters();
