@@ -24,7 +24,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 def controlled_site(tiny_sd1: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     home = tmp_path_factory.mktemp("home")
     tiny_controlnet(tiny_sd1).save_pretrained(home / "controlnet" / "lines")
-    running = start_server(ServerConfig(out=home / "outputs", home=home), painter=Painter(tiny_sd1, home=home))
+    config = ServerConfig(out=home / "outputs", home=home)
+    running = start_server(config, painter=Painter(tiny_sd1, home=home))  # ControlNets found in home
     yield running
     running.stop()
 
