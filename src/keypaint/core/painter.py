@@ -235,8 +235,10 @@ class Painter:
 
         backend = self._full_engine.run.speed.backend if self._full_engine is not None else None
         shipped = self._builtin.loras if self._builtin is not None else None
+        controls = self._builtin.controls if self._builtin is not None else None
         return plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
-                            options=self.options, device=self._device, backend=backend, shipped_loras=shipped)
+                            options=self.options, device=self._device, backend=backend, shipped_loras=shipped,
+                            shipped_controls=controls)
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Check `params` (`plan`), then against this model, and fill in what they leave open (seed, size)."""
