@@ -72,6 +72,10 @@ def test_control_options_steer_and_from_remakes_the_picture(control_home: Path, 
       "0.2"], "--control-start: unit 0: start 0.9 must be before end 0.2"),
     (["--control-model", "lines", "--control-image", "{missing}"], "does not exist"),
     (["--control-weight", "0.5"], "--control-weight: needs --control-model"),
+    (["--control-image", "{sketch}", "--control-preprocess", "scribble"],
+     "--control-model: name the ControlNet that steers tiny (only the built-in model has its own sketch "
+     "control);"),
+    (["--control-image", "{sketch}"], "holds: lines"),
     (["--control-model", "lines", "--control-image", "{sketch}", "--control-preprocess", "depth"],
      "unknown preprocessor 'depth'"),
 ])

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     M = TypeVar("M", bound=ModelMixin)
 
 NAME = "keypaint-emoji"
+SKETCH = "keypaint-sketch"  # its sketch control, a T2I-Adapter in weights/control/
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PARTS = ("unet", "vae", "scheduler")
 
@@ -148,5 +149,5 @@ def _text_encoder_dir() -> Path:
 MODEL = BuiltinModel(NAME, WEIGHTS_DIR, lambda device, dtype: load_builtin(device=device, dtype=dtype),
                      _text_encoder_dir)
 
-__all__ = ["MODEL", "NAME", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256",
+__all__ = ["MODEL", "NAME", "SKETCH", "VOCABULARY", "WEIGHTS_DIR", "load_builtin", "load_part", "part_sha256",
            "unet_hashes", "unet_sha256", "weights_present"]

@@ -8,6 +8,8 @@ them) into `keypaint/builtin/weights/`, checks the size budget (U-Net + VAE <= 3
 - `vocabulary DATA/train [DEST]`: the keyword vocabulary (each trained label and its CLDR tags; icon names
   and categories too, from `keypaint data icons`; `keypaint.keywords.vocabulary`);
 - `meaning [DEST]`: the labels' sentence embeddings (`keypaint.keywords.meaning`);
+- `sketch RUN [DEST]`: the sketch control `keypaint train controlnet` trained on the shipped U-Net
+  (RUN/adapter or RUN/controlnet: config + compact weights) as `control/keypaint-sketch`, at most 4 MB;
 - `lcm LCM_RUN [DEST]`: the LCM-LoRA `keypaint train lcm` distilled from the shipped U-Net, as the built-in
   LoRA `keypaint-lcm` (`--lcm`: 4 steps), its header rewritten in the form `keypaint finetune` writes, so
   the Painter checks its base like any fine-tuned LoRA.
@@ -28,6 +30,7 @@ from keypaint.keywords.meaning import MeaningIndex
 from keypaint.keywords.vocabulary import Vocabulary
 
 LCM_NAME = "keypaint-lcm"
+MAX_SKETCH = 4_000_000  # bytes of the sketch control's compact weights
 MAX_TOTAL = 35_000_000  # bytes of U-Net + VAE weights
 MAX_FILE = 15_000_000  # bytes per shard
 
@@ -165,10 +168,34 @@ def pack_lcm(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
     return target
 
 
+def pack_sketch(run: Path, dest: Path = WEIGHTS_DIR) -> Path:
+    """Copy RUN's trained control (config + compact weights) to DEST/control/keypaint-sketch."""
+    from keypaint.builtin import SKETCH, unet_hashes
+    from keypaint.models.compact import FILENAME as COMPACT
+
+    kinds = [run / kind for kind in ("adapter", "controlnet") if (run / kind / COMPACT).is_file()]
+    source = kinds[0] if kinds else None
+    if source is None:
+        raise ModelError(f"{run}: no trained control (adapter/ or controlnet/ with {COMPACT})")
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    base = str(report.get("base_unet_sha256", ""))
+    if base and base not in unet_hashes(dest):
+        raise ModelError(f"{run} was trained on U-Net {base[:10]}, not the one {dest} ships: train it again")
+    if (source / COMPACT).stat().st_size > MAX_SKETCH:
+        raise ModelError(f"{source / COMPACT} is over {MAX_SKETCH / 1e6:.0f} MB; train a smaller control")
+    target = dest / "control" / SKETCH
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", COMPACT):
+        shutil.copyfile(source / name, target / name)
+    return target
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) in (2, 3) and args[0] == "lcm":
         print(f"wrote {pack_lcm(Path(args[1]), Path(args[2]) if len(args) == 3 else WEIGHTS_DIR)}")
+    elif len(args) in (2, 3) and args[0] == "sketch":
+        print(f"wrote {pack_sketch(Path(args[1]), Path(args[2]) if len(args) == 3 else WEIGHTS_DIR)}")
     elif len(args) >= 2 and args[0] == "compact":
         for folder in map(Path, args[1:]):
             print(f"{folder}: {compact_part(folder) / 1e6:.1f} MB compact")
@@ -187,4 +214,5 @@ if __name__ == "__main__":
                  "       python -m keypaint.builtin.pack vocabulary DATA/train [DEST]\n"
                  "       python -m keypaint.builtin.pack meaning [DEST]\n"
                  "       python -m keypaint.builtin.pack compact FOLDER [FOLDER ...]\n"
-                 "       python -m keypaint.builtin.pack lcm LCM_RUN [DEST]")
+                 "       python -m keypaint.builtin.pack lcm LCM_RUN [DEST]\n"
+                 "       python -m keypaint.builtin.pack sketch CONTROL_RUN [DEST]")

@@ -1,8 +1,10 @@
 """`keypaint generate`'s ControlNet options: each repeatable, one unit per position.
 
-`--control-model` says how many units there are; every unit needs its `--control-image`. The other options
-are given once (for every unit) or once per unit. With `--from`, a picture's recorded units come back with
-their control images (kept in `controls/` beside it); `--control-image` alone replaces those images.
+`--control-model` says how many units there are; every unit needs its `--control-image`. With the built-in
+model a control image needs no `--control-model`: its own sketch control (`keypaint-sketch`) steers. The
+other options are given once (for every unit) or once per unit. With `--from`, a picture's recorded units
+come back with their control images (kept in `controls/` beside it); `--control-image` alone replaces those
+images.
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ ControlEnd = Annotated[list[float] | None, typer.Option(
 
 def apply_control_options(params: GenerationParams, models: list[str] | None, images: list[Path] | None,
                           preprocess: list[str] | None, weights: list[float] | None,
-                          starts: list[float] | None, ends: list[float] | None) -> GenerationParams:
-    """`params` with the units the options give (or, with images alone, the recorded units' images)."""
+                          starts: list[float] | None, ends: list[float] | None, model: str | None = None,
+                          home: Path | None = None) -> GenerationParams:
+    """`params` with the units the options give (or, with images alone, the recorded units' images, or
+    for a picture without units the sketch control of `model`, the model the picture is painted with)."""
+    if not models and images and not params.control_units:
+        models = [default_control(model, home)] * len(images)
     if not models:
         for name, given in (("--control-preprocess", preprocess), ("--control-weight", weights),
                             ("--control-start", starts), ("--control-end", ends)):
@@ -67,6 +73,22 @@ def apply_control_options(params: GenerationParams, models: list[str] | None, im
             strict=True)
     )
     return replace(params, control_units=units)
+
+
+def default_control(model: str | None, home: Path | None) -> str:
+    """The control model of a control image given without one: the built-in model's sketch control (None
+    names the built-in model); for another model, an error listing the ControlNets there are."""
+    from keypaint.models.registry import BUILTIN_ALIASES
+
+    if model is None or model in BUILTIN_ALIASES:
+        from keypaint.builtin import SKETCH
+
+        return SKETCH
+    from keypaint.core.controlnets import controlnet_dir, list_controlnets
+
+    names = ", ".join(f.name for f in list_controlnets(home)) or "none"
+    raise InvalidParams("--control-model", f"name the ControlNet that steers {model} (only the built-in "
+                        f"model has its own sketch control); {controlnet_dir(home)} holds: {names}")
 
 
 def _per_unit(option: str, values: list[T] | None, count: int, default: T) -> list[T]:

@@ -216,7 +216,8 @@ def generate_command(
         return
     params = _base_params(from_image, overrides)
     params = control.apply_control_options(params, control_model, control_image, control_preprocess,
-                                           control_weight, control_start, control_end)
+                                           control_weight, control_start, control_end,
+                                           model if model is not None else _from_model(from_image), home)
     check_format(format)
     check_writable(out)
     provenance = ProvenanceSettings(watermark=not no_watermark, c2pa=not no_c2pa, home=home)

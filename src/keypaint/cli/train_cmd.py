@@ -1,4 +1,4 @@
-"""`keypaint train vae|unet|lcm|scorer DATA ...` and `keypaint export MODEL DIR`.
+"""`keypaint train vae|unet|lcm|controlnet|scorer DATA ...` and `keypaint export MODEL DIR`.
 
 The same commands run on 1 CPU, 1 GPU, or N GPUs: `accelerate launch -m keypaint.cli.train_cmd unet ...`
 (or torchrun) starts one process per GPU; each one runs exactly this code.
@@ -132,6 +132,42 @@ def lcm_command(
         data=data, vae=vae, init=init, out=out, batch_size=batch_size, max_steps=steps, max_minutes=minutes,
         lr=lr, warmup_steps=warmup, rank=rank, w_min=w_min, w_max=w_max, num_ddim_timesteps=ddim_timesteps,
         checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, resume=resume, cpu=cpu,
+    ))
+
+
+@train_app.command("controlnet", no_args_is_help=True)
+@user_errors
+def controlnet_command(
+    data: DataArg,
+    out: OutOpt,
+    kind: Annotated[str, typer.Option(help="adapter (T2I-Adapter, once per picture) or controlnet.")
+                    ] = "adapter",
+    unet: Annotated[Path | None, typer.Option(help="Frozen U-Net folder [default: the built-in one].")
+                    ] = None,
+    vae: Annotated[Path | None, typer.Option(help="Its VAE folder [default: the built-in one].")] = None,
+    adapter_type: Annotated[str, typer.Option(help="full_adapter or light_adapter.")] = "full_adapter",
+    pictures: Annotated[int | None, typer.Option(min=1, help="Train on a seeded sample of N pictures.")
+                        ] = None,
+    batch_size: Annotated[int, typer.Option(help="Pictures per step and process.")] = 32,
+    steps: StepsOpt = 2000,
+    minutes: MinutesOpt = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
+    seed: int = 0,
+    resume: ResumeOpt = False,
+    cpu: CpuOpt = False,
+) -> None:
+    """Train a sketch control (scribble and edge maps of DATA) for a frozen U-Net; writes OUT/KIND."""
+    from keypaint.training.control import ControlTrainConfig, train_control
+
+    defaults = ControlTrainConfig(data=data, out=out)
+    train_control(ControlTrainConfig(
+        data=data, out=out, kind=kind, unet=unet or defaults.unet, vae=vae or defaults.vae,  # type: ignore[arg-type]
+        adapter_type=adapter_type, pictures=pictures, batch_size=batch_size, max_steps=steps,
+        max_minutes=minutes, lr=lr, warmup_steps=warmup, checkpoint_every=checkpoint_every,
+        log_every=log_every, seed=seed, resume=resume, cpu=cpu,
     ))
 
 

@@ -7,6 +7,10 @@ config folder written from the one keypaint ships for its family (`models/config
 loaded U-Net's own block layout on top: a ControlNet copies its U-Net's encoder, so the model says what
 shape it has; nothing is ever fetched from a hub.
 
+A T2I-Adapter folder (`core.t2i_adapters`) is a control model too; the built-in model's own,
+`keypaint-sketch`, is found in the folder of shipped controls the Painter is handed (`BuiltinModel.controls`)
+when `<home>/controlnet` has none of that name.
+
 A ControlNet made for another family (SD 1.x on SDXL, say) is refused from its header alone, before any
 weights load: the width of its cross-attention context, its SDXL size embedding and its first block width
 must match the model's U-Net.
@@ -23,8 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from keypaint.core.adapters import is_name
 from keypaint.core.control import ControlUnit, infotext_value, strip_hash
+from keypaint.core.t2i_adapters import (
+    check_adapter_fits,
+    check_adapter_units,
+    is_adapter,
+    load_control_folder,
+)
 from keypaint.errors import ModelError
 from keypaint.models.checkpoint_files import load_safetensors, read_safetensors_header
+from keypaint.models.compact import FILENAME as COMPACT
 from keypaint.models.configs import CONFIGS_DIR, read_json
 from keypaint.models.registry import keypaint_home
 
@@ -37,7 +48,7 @@ if TYPE_CHECKING:
     from keypaint.models.loaded import LoadedModel
 
 PREFIX = "control_model."  # sd-webui-controlnet's full-model layout
-WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
+WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", COMPACT)
 # ControlNetModel's arguments that copy the U-Net's encoder (what `ControlNetModel.from_unet` copies)
 STRUCTURE = ("act_fn", "addition_embed_type", "addition_embed_type_num_heads", "addition_time_embed_dim",
              "attention_head_dim", "block_out_channels", "class_embed_type", "cross_attention_dim",
@@ -75,20 +86,24 @@ class ControlNetFile:
         return str(self.weights.resolve()), st.st_size, st.st_mtime_ns
 
 
-def list_controlnets(home: Path | None = None) -> list[ControlNetFile]:
-    """The ControlNets in `<home>/controlnet`, by name."""
+def list_controlnets(home: Path | None = None, shipped: Path | None = None) -> list[ControlNetFile]:
+    """The ControlNets in `<home>/controlnet`, by name, then the shipped ones (`shipped`) of other names."""
     folder = controlnet_dir(home)
-    if not folder.is_dir():
-        return []
-    found = [ControlNetFile(p.stem, p) for p in folder.glob("*.safetensors") if p.is_file()]
-    found += [ControlNetFile(p.name, p) for p in folder.iterdir() if (p / "config.json").is_file()]
+    found = []
+    if folder.is_dir():
+        found = [ControlNetFile(p.stem, p) for p in folder.glob("*.safetensors") if p.is_file()]
+        found += [ControlNetFile(p.name, p) for p in folder.iterdir() if (p / "config.json").is_file()]
+    taken = {f.name for f in found}
+    if shipped is not None and shipped.is_dir():
+        found += [ControlNetFile(p.name, p) for p in shipped.iterdir()
+                  if (p / "config.json").is_file() and p.name not in taken]
     return sorted(found, key=lambda f: f.name.lower())
 
 
-def find_controlnet(name: str, home: Path | None = None) -> ControlNetFile:
+def find_controlnet(name: str, home: Path | None = None, shipped: Path | None = None) -> ControlNetFile:
     """The ControlNet called `name` (A1111's "NAME [hash]" too); ModelError listing those there are."""
     wanted = strip_hash(name)
-    available = list_controlnets(home)
+    available = list_controlnets(home, shipped)
     if is_name(wanted):
         for candidate in available:
             if candidate.name == wanted:
@@ -134,6 +149,9 @@ def architecture(file: ControlNetFile) -> Architecture:
 
 def check_fits(file: ControlNetFile, model: LoadedModel) -> None:
     """ModelError unless the ControlNet was made for the model's family (header and configs only)."""
+    if is_adapter(file.path):
+        check_adapter_fits(file.name, file.path, model)
+        return
     own, model_arch = architecture(file), Architecture.of_config(dict(model.pipe.unet.config))
     if own != model_arch:
         raise ModelError(f"ControlNet {file.name} is for {own.describe()} models, but the model loaded is "
@@ -149,13 +167,11 @@ def single_file_config(unet_config: dict[str, Any], xl: bool) -> dict[str, Any]:
 
 
 def load_controlnet(file: ControlNetFile, model: LoadedModel) -> ControlNetModel:
-    """The ControlNet's weights on the model's device and dtype (check_fits first)."""
-    from diffusers import ControlNetModel
-
+    """The ControlNet's (or T2I-Adapter's) weights on the model's device and dtype (check_fits first)."""
     unet = model.pipe.unet
     try:
         if file.path.is_dir():
-            net = ControlNetModel.from_pretrained(file.path, torch_dtype=unet.dtype, local_files_only=True)
+            net = load_control_folder(file.path, unet.dtype)
         else:
             net = _from_single_file(file, dict(unet.config), unet.dtype)
     except (ValueError, RuntimeError, KeyError, TypeError, OSError) as exc:
@@ -188,15 +204,17 @@ def _from_single_file(file: ControlNetFile, unet_config: dict[str, Any], dtype: 
 class ControlNets:
     """The ControlNets loaded for one model, by file (a few kept, least recently used dropped)."""
 
-    def __init__(self, model: LoadedModel, home: Path | None = None, max_loaded: int = 4) -> None:
+    def __init__(self, model: LoadedModel, home: Path | None = None, max_loaded: int = 4,
+                 shipped: Path | None = None) -> None:
         self.model = model
         self.home = home
+        self.shipped = shipped  # the shipped control models (the built-in model's keypaint-sketch)
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[tuple[str, int, int], ControlNetModel] = OrderedDict()
 
     def check(self, units: tuple[ControlUnit, ...]) -> list[ControlNetFile]:
         """Each unit's ControlNet found and made for this model; nothing loaded yet."""
-        files = [find_controlnet(unit.model, self.home) for unit in units]
+        files = [find_controlnet(unit.model, self.home, self.shipped) for unit in units]
         for file in files:
             check_fits(file, self.model)
         return files
@@ -224,6 +242,13 @@ class PreparedControl:
     labels: list[str]  # "NAME [hash]" as sd-webui-controlnet names a model
 
     @property
+    def is_adapter(self) -> bool:
+        """A T2I-Adapter (alone: `check_adapter_units`), run by diffusers' adapter pipeline."""
+        from diffusers import T2IAdapter
+
+        return any(isinstance(net, T2IAdapter) for net in self.nets)
+
+    @property
     def controlnet(self) -> Any:
         """One ControlNet, or diffusers' MultiControlNetModel summing several."""
         if len(self.nets) == 1:
@@ -232,8 +257,13 @@ class PreparedControl:
 
         return MultiControlNetModel(self.nets)
 
-    def pipeline_kwargs(self, mode: str) -> dict[str, Any]:
-        """The control arguments of diffusers' ControlNet pipelines (txt2img takes the map as `image`)."""
+    def pipeline_kwargs(self, mode: str, batch: int = 1) -> dict[str, Any]:
+        """The control arguments of diffusers' ControlNet pipelines (txt2img takes the map as `image`), or
+        of its adapter pipeline (the map once per picture of the batch)."""
+        if self.is_adapter:
+            return {"image": [self.maps[0].conditioning] * batch,
+                    "adapter_conditioning_scale": self.units[0].weight}
+
         def one_or_all(values: list[Any]) -> Any:
             return values[0] if len(values) == 1 else values
 
@@ -252,12 +282,13 @@ class PreparedControl:
 
 
 def prepare_control(controlnets: ControlNets, units: tuple[ControlUnit, ...], width: int, height: int,
-                    mask: Image.Image | None) -> PreparedControl:
+                    mask: Image.Image | None, mode: str = "txt2img") -> PreparedControl:
     """Load the units' ControlNets and make their maps at the picture's size."""
     from keypaint.core.control_maps import control_map
     from keypaint.models.hashing import file_sha256
 
     files = controlnets.check(units)
+    check_adapter_units(units, [is_adapter(f.path) for f in files], mode)
     maps = [control_map(unit, width, height, mask) for unit in units]  # a bad image fails before loading
     nets = controlnets.load(units)
     labels = [f"{f.name} [{file_sha256(f.weights, home=controlnets.home)[:8]}]" for f in files]

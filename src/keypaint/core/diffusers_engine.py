@@ -114,7 +114,8 @@ class DiffusersEngine:
         if self._controlnets is None:
             from keypaint.core.controlnets import ControlNets
 
-            self._controlnets = ControlNets(self.model, self.home)
+            shipped = self.builtin.controls if self.builtin is not None else None
+            self._controlnets = ControlNets(self.model, self.home, shipped=shipped)
         return self._controlnets
 
     def _prepare_control(self, params: GenerationParams) -> PreparedControl | None:
@@ -124,7 +125,7 @@ class DiffusersEngine:
 
         assert params.width is not None and params.height is not None
         return prepare_control(self.controlnets, params.control_units, params.width, params.height,
-                               params.mask)
+                               params.mask, params.mode)
 
     def run_batch(self, job: DiffusersJob, seeds: list[int], on_step: StepReport | None,
                   should_stop: StopCheck | None) -> list[Image.Image]:

@@ -243,9 +243,10 @@ class Painter:
 
         backend = self._full_engine.run.speed.backend if self._full_engine is not None else None
         shipped = self._builtin.loras if self._builtin is not None else None
+        controls = self._builtin.controls if self._builtin is not None else None
         files = plan_request(params, limits=self.limits, policy=self.policy, home=self.home,
                              options=self.options, device=self._device, backend=backend,
-                             shipped_loras=shipped)
+                             shipped_loras=shipped, shipped_controls=controls)
         if params.hires is not None and params.hires.is_model:
             self.upscalers.find(params.hires.upscaler)  # found, allowed, its header read
         return files

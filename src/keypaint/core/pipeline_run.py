@@ -114,7 +114,7 @@ class PipelineRun:
             kwargs.setdefault("image", Image.new("RGB", size, (127, 127, 127)))
             kwargs.setdefault("strength", 1.0)
         if control is not None:
-            kwargs.update(control.pipeline_kwargs(pipe_mode))
+            kwargs.update(control.pipeline_kwargs(pipe_mode, len(seeds)))
         total_steps = steps_run(params) if image is None else min(int(params.steps * params.strength),
                                                                   params.steps)
 
@@ -131,9 +131,13 @@ class PipelineRun:
                 raise Cancelled("generation cancelled")
             return tensors
 
+        if control is not None and control.is_adapter:  # diffusers' adapter pipeline has the older callback
+            kwargs["callback"] = lambda i, t, latents: step_end(pipe, i, t, {"latents": latents})
+        else:
+            kwargs["callback_on_step_end"] = step_end
         self.speed.before_run()
         with torch.inference_mode(), tracker:
-            output = pipe(**kwargs, callback_on_step_end=step_end)
+            output = pipe(**kwargs)
         self.speed.after_run((len(seeds), params.height, params.width))
         return output.images if output_type == "latent" else list(output.images)
 
@@ -171,7 +175,17 @@ class PipelineRun:
     def control_pipe(self, mode: str, control: PreparedControl) -> DiffusionPipeline:
         """diffusers' ControlNet pipeline for a mode (SD or SDXL; txt2img, img2img or inpaint) around the
         plain model's components and the request's ControlNets: a fast path's stand-in U-Net takes no
-        residuals."""
+        residuals. A T2I-Adapter runs in diffusers' adapter pipeline (SD, txt2img)."""
+        if control.is_adapter:
+            from diffusers import StableDiffusionAdapterPipeline
+
+            parts = self.model.pipe.components
+            adapter_pipe = StableDiffusionAdapterPipeline(
+                vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                unet=parts["unet"], adapter=control.nets[0], scheduler=parts["scheduler"],
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            adapter_pipe.set_progress_bar_config(disable=True)
+            return adapter_pipe
         auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image}.get(
             mode, AutoPipelineForInpainting)
         pipe = auto.from_pipe(self.model.pipe, controlnet=control.controlnet)

@@ -31,12 +31,14 @@ def plan_request(
     device: str | None,
     backend: str | None,
     shipped_loras: Path | None = None,
+    shipped_controls: Path | None = None,
 ) -> Plan:
     """The adapter files `params` name, once everything a request can get wrong is checked.
 
     `device` is the device asked for (None: auto); `backend` the fast path's backend when the model is
     loaded (None before: it is then foreseen from `options` and `device`); `shipped_loras` the built-in
-    model's LoRA folder (`BuiltinModel.loras`; None: no shipped LoRAs).
+    model's LoRA folder (`BuiltinModel.loras`; None: no shipped LoRAs), `shipped_controls` its control
+    models' (`BuiltinModel.controls`).
     """
     from keypaint.core.adapters import resolve_files
 
@@ -47,7 +49,7 @@ def plan_request(
     if files.loras and options.fast:
         _check_fast_loras(options, device, backend)
     if params.control_units:
-        _check_control(params, home, options)
+        _check_control(params, home, options, shipped_controls)
     if policy is not None:
         policy.check(params.prompt)
     return files
@@ -70,13 +72,14 @@ def _check_fast_loras(options: SpeedOptions, device: str | None, backend: str | 
         raise InvalidParams("lora", "LoRAs run on the CPU fast path only; drop --fast or use --device cpu")
 
 
-def _check_control(params: GenerationParams, home: Path | None, options: SpeedOptions) -> None:
+def _check_control(params: GenerationParams, home: Path | None, options: SpeedOptions,
+                   shipped: Path | None) -> None:
     """The ControlNets named are in <home>/controlnet. They run on the plain pipeline (a fast path's
     stand-in U-Net takes no residuals), which DeepCache would change under them."""
     from keypaint.core.controlnets import architecture, find_controlnet
 
     for unit in params.control_units:
-        architecture(find_controlnet(unit.model, home))  # found, and a ControlNet by its header
+        architecture(find_controlnet(unit.model, home, shipped))  # found, and a ControlNet by its header
     if options.deep_cache > 1:
         raise InvalidParams("control", "ControlNet needs every U-Net block each step; drop --deep-cache")
 

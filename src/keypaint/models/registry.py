@@ -64,6 +64,11 @@ class BuiltinModel:
     def loras(self) -> Path:
         return self.weights / "loras"
 
+    @property
+    def controls(self) -> Path:
+        """Its shipped control models, one folder each (`keypaint-sketch`), found by name as ControlNets."""
+        return self.weights / "control"
+
 
 def keypaint_home() -> Path:
     """`$KEYPAINT_HOME`, else the platform's per-user data folder (e.g. ~/.local/share/keypaint)."""
