@@ -119,3 +119,24 @@ def test_the_job_api_takes_units_and_the_picture_keeps_its_control_image(server:
     meta = read_metadata(path)
     assert meta.data is not None and meta.data["params"]["control_units"][0]["image"] == recorded["image"]
     assert (path.parent / "controls" / f"{recorded['image']}.png").is_file()
+
+
+def test_the_built_in_model_offers_its_sketch_control(serve, config) -> None:  # type: ignore[no-untyped-def]
+    from keypaint.builtin import MODEL, load_builtin
+    from keypaint.core.painter import Painter as CorePainter
+
+    server = serve(config, painter=CorePainter(load_builtin(), builtin=MODEL))
+    sketch = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(sketch).ellipse((24, 24, 104, 104), outline="black", width=3)
+    buffer = io.BytesIO()
+    sketch.save(buffer, format="PNG")
+    with server.client() as client:
+        [name] = client.get("/controlnet/model_list").json()["model_list"]
+        assert name.startswith("keypaint-sketch [")
+        unit = {"model": name, "image": base64.b64encode(buffer.getvalue()).decode(), "preprocess": "none"}
+        body = {"prompt": "red apple", "steps": 4, "seed": 3, "control_units": [unit]}
+        job = client.post("/api/jobs", json=body)
+        assert job.status_code == 202, job.text
+        done = wait_job(client, job.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert done["params"]["control_units"][0]["model"] == "keypaint-sketch"

@@ -161,9 +161,13 @@ def controlnet_router(state: ServerState) -> APIRouter:
 
     @router.get("/model_list")
     def model_list(update: bool = True) -> dict[str, Any]:
+        """The ControlNets in <home>/controlnet; with the built-in model, its own controls too."""
+        from keypaint.builtin import MODEL
+
         home = state.config.home
+        shipped = MODEL.controls if state.host.default_name == MODEL.name else None
         return {"model_list": [f"{f.name} [{file_sha256(f.weights, home=home)[:8]}]"
-                               for f in list_controlnets(home)]}
+                               for f in list_controlnets(home, shipped)]}
 
     @router.get("/module_list")
     def module_list(alias_names: bool = False) -> dict[str, Any]:
