@@ -17,7 +17,8 @@ from keypaint.provenance.settings import ENV_CERT, ENV_KEY, ProvenanceError, Pro
 def test_first_use_creates_a_local_ca_and_a_c2pa_signing_certificate(_private_home: Path) -> None:
     chain, key = credentials.signing_material(ProvenanceSettings())
     folder = _private_home / "c2pa"
-    assert sorted(p.name for p in folder.iterdir()) == ["ca.pem", "signer-chain.pem", "signer-key.pem"]
+    made = sorted(p.name for p in folder.iterdir())
+    assert made == [".lock", "ca.pem", "signer-chain.pem", "signer-key.pem"]
     assert stat.S_IMODE(os.stat(folder / "signer-key.pem").st_mode) == 0o600
     signer, ca = x509.load_pem_x509_certificates(chain)
     assert signer.issuer == ca.subject and ca.issuer == ca.subject  # a leaf under a self-signed root
@@ -27,6 +28,22 @@ def test_first_use_creates_a_local_ca_and_a_c2pa_signing_certificate(_private_ho
     assert ExtendedKeyUsageOID.EMAIL_PROTECTION in usages
     assert b"PRIVATE KEY" in key
     assert credentials.signing_material(ProvenanceSettings()) == (chain, key)  # made once, then reused
+
+
+def test_pictures_signed_at_once_on_first_use_share_one_signing_pair(tmp_path: Path) -> None:
+    """Four savers on a fresh home (a server's first jobs): one key and chain are made, and each matches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = ProvenanceSettings(home=tmp_path)
+    with ThreadPoolExecutor(4) as pool:
+        pairs = list(pool.map(lambda _: credentials.signing_material(settings), range(4)))
+    assert len(set(pairs)) == 1
+    chain, key = pairs[0]
+    [signer, _] = x509.load_pem_x509_certificates(chain)
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(key, password=None)
+    assert private.public_key().public_numbers() == signer.public_key().public_numbers()
 
 
 def test_a_users_own_certificate_is_used_and_reported(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,8 +64,27 @@ def signing_material(settings: ProvenanceSettings) -> tuple[bytes, bytes]:
     folder = c2pa_dir(settings)
     cert, key = folder / "signer-chain.pem", folder / "signer-key.pem"
     if not (cert.is_file() and key.is_file()):
-        _create_local_ca(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _exclusive(folder / ".lock"):  # first pictures saved at once (threads, processes) make one pair
+            if not (cert.is_file() and key.is_file()):
+                _create_local_ca(folder)
     return cert.read_bytes(), key.read_bytes()
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across threads and processes (flock on POSIX; none elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: keypaint's first picture there is made before any server starts
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def local_ca(settings: ProvenanceSettings) -> str | None:
@@ -102,7 +123,10 @@ def _create_local_ca(folder: Path) -> None:
     _write_private(folder / "signer-key.pem", key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (folder / "signer-chain.pem").write_bytes(signer.public_bytes(pem) + ca.public_bytes(pem))
+    # the chain appears last and whole (renamed into place): both files there means a complete pair
+    partial = folder / "signer-chain.pem.partial"
+    partial.write_bytes(signer.public_bytes(pem) + ca.public_bytes(pem))
+    os.replace(partial, folder / "signer-chain.pem")
     # the CA's key is not kept: nothing else can be signed under this CA, so leaking the folder later
     # cannot mint new certificates that keypaint's verifier would trust
 
