@@ -110,15 +110,9 @@ def test_vae_that_is_not_a_vae(tiny_files: Callable[..., TinyFiles], tmp_path: P
 
 @pytest.mark.parametrize("spec", [None, "builtin", "keypaint-emoji"])
 def test_builtin_spec(spec: str | None) -> None:
-    """The built-in model loads through keypaint.builtin, or fails with a clear error if that is absent."""
-    import importlib.util
+    """The built-in model loads when it is handed to the loader, and fails with a clear error when not."""
+    from keypaint.builtin import MODEL
 
-    if importlib.util.find_spec("keypaint.builtin") is None:
-        with pytest.raises(ModelError, match="built-in model is not installed"):
-            load_model(spec)
-    else:
-        try:
-            model = load_model(spec)
-        except ModelError as e:  # installed package, weights not built yet in this checkout
-            pytest.skip(str(e))
-        assert model.kind is ModelKind.KEYPAINT
+    assert load_model(spec, builtin=MODEL).kind is ModelKind.KEYPAINT
+    with pytest.raises(ModelError, match="no built-in model was handed to the loader"):
+        load_model(spec)
