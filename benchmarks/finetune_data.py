@@ -7,7 +7,9 @@ its icons are matched to emoji names with the same code as `keypaint data emoji`
 rendered at 128 px as a training folder (`<style>/train/NAME.png` + `NAME.txt` caption: label and CLDR
 tags). The 50 held-out names are the same for both styles: emoji the built-in model was trained on (its
 `train/metadata.jsonl` labels), drawn in both styles, and not among either style's training pictures;
-their real pictures in each style go to `<style>/heldout/` for the picture grids. Everything is chosen
+their real pictures in each style go to `<style>/heldout/` for the picture grids and the content measure.
+Every other picture of the style (names disjoint from the held-out ones) goes to `<style>/real/`, with a
+metadata.jsonl: what `keypaint eval style` trains its style classifier on. Everything is chosen
 by a seeded shuffle, so a rerun gives the same folders. The result is small (about 1 MB) and is what the
 GPU machine needs.
 """
@@ -105,6 +107,7 @@ def prepare(npm: Path, out: Path, emoji_data: Path, seed: int = 0) -> dict:
             rows.append({"file_name": sample.row["file_name"], "text": _caption(sample), "label": label})
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (folder / "heldout" / "metadata.jsonl").write_text(lines, encoding="utf-8")
+        _write_real(folder / "real", per_style[style.name], set(heldout), style.name)
         tarball = tarballs[style.package.name]
         report["styles"][style.name] = {
             "package": style.package.name,
@@ -119,6 +122,19 @@ def prepare(npm: Path, out: Path, emoji_data: Path, seed: int = 0) -> dict:
         json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return report
+
+
+def _write_real(folder: Path, samples: dict[str, Sample], heldout: set[str], style: str) -> None:
+    """All the style's pictures whose names are not held out, captioned, with their style."""
+    folder.mkdir(parents=True)
+    rows = []
+    for label in sorted(set(samples) - heldout):
+        sample = samples[label]
+        render_svg(sample.svg, SIZE).save(folder / sample.row["file_name"])
+        rows.append({"file_name": sample.row["file_name"], "text": _caption(sample), "label": label,
+                     "style": style})
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    (folder / "metadata.jsonl").write_text(lines, encoding="utf-8")
 
 
 def main() -> None:

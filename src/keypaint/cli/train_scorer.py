@@ -31,6 +31,13 @@ def scorer_command(
     ] = None,
     label_prob: Annotated[float, typer.Option(help="Share of pairs captioned with the bare label.")] = 0.3,
     caption_variants: Annotated[int, typer.Option(help="Shuffled keyword captions per picture.")] = 4,
+    style_augment: Annotated[
+        float,
+        typer.Option(help="Share of pictures redrawn grey, ink, edges, inverted or hue-shifted (0-1)."),
+    ] = 0.0,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this scorer folder's weights (fine-tune a scorer).")
+    ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
     log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
     seed: int = 0,
@@ -54,6 +61,8 @@ def scorer_command(
         warmup_steps=warmup,
         label_prob=label_prob,
         caption_variants=caption_variants,
+        style_augment=style_augment,
+        init=init,
         checkpoint_every=checkpoint_every,
         log_every=log_every,
         seed=seed,

@@ -23,7 +23,8 @@ from keypaint.core.devices import pick_device
 from keypaint.errors import KeypaintError
 from keypaint.scorer.data import ScorerData, load_scorer_data
 from keypaint.scorer.metrics import topk_accuracy
-from keypaint.scorer.model import ScorerConfig, ScorerNet, arrays_to_pixels, save_scorer
+from keypaint.scorer.model import Scorer, ScorerConfig, ScorerNet, arrays_to_pixels, save_scorer
+from keypaint.scorer.style_augment import style_augment
 from keypaint.scorer.text import SentenceEncoder
 
 STATE_NAME = "train_state.pt"  # fp32 weights + optimizer + step: what --resume reads
@@ -42,6 +43,7 @@ class TrainConfig:
     label_prob: float = 0.3  # share of pairs whose text is the bare label ("red apple")
     caption_variants: int = 4  # augmented keyword captions fixed per picture (then encoded once)
     augment: bool = True  # random zoom/shift of pictures (no flips: arrows and hands have a side)
+    style_augment: float = 0.0  # share of pictures redrawn grey/ink/edges/inverted/hue-shifted
     seed: int = 0
     checkpoint_every: int = 500  # steps between atomic checkpoints (and held-out evaluations)
     log_every: int = 50
@@ -119,6 +121,7 @@ def sample_batch(
     pixels = arrays_to_pixels(data.images[idx])
     if cfg.augment:
         pixels = augment_pixels(pixels, gen)
+    pixels = style_augment(pixels, gen, cfg.style_augment)
     if device.type == "cuda":
         pixels = pixels.contiguous(memory_format=torch.channels_last)
     return pixels, sentence[data.text_ids[idx, variant]], positives_for(data, idx, is_label)
@@ -145,18 +148,25 @@ def train_scorer(
     model: ScorerConfig | None = None,
     progress: bool = True,
     stop_at: int | None = None,
+    init: str | Path | None = None,
     **train_options: object,
 ) -> TrainResult:
     """Train a scorer on `data_dir`, writing config.json + model.safetensors (fp16) and a resumable state.
 
     `train_options` are further `TrainConfig` fields (seed, checkpoint_every, label_prob, ...); `model`
     overrides the tower shapes (its image_size wins over `image_size`). `stop_at` ends this run early at
-    that step (checkpointed; the schedule still runs to `steps`), to split a run or to test resuming. A
+    that step (checkpointed; the schedule still runs to `steps`), to split a run or to test resuming. `init`
+    starts from a trained scorer's weights (a folder, whose shapes win over `model`) instead of random ones. A
     folder that already holds a training state is only continued with `resume=True`, never overwritten.
     """
     out = Path(out_dir)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, **train_options)  # type: ignore[arg-type]
+    if not 0.0 <= cfg.style_augment <= 1.0:
+        raise KeypaintError(f"--style-augment must lie within [0, 1], got {cfg.style_augment}")
     model_cfg = model or ScorerConfig(image_size=image_size)
+    start_from = Scorer.load(init).net if init is not None else None
+    if start_from is not None:
+        model_cfg = start_from.config
     torch_device = pick_device(device)
     state_path = out / STATE_NAME
     state = None
@@ -183,7 +193,10 @@ def train_scorer(
     # 2. model and optimizer (weight decay on conv/linear weights only)
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG left alone
         torch.manual_seed(cfg.seed)
-        net = ScorerNet(model_cfg).to(torch_device)
+        net = ScorerNet(model_cfg)
+    if start_from is not None and state is None:
+        net.load_state_dict(start_from.state_dict())
+    net = net.to(torch_device)
     if torch_device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     decay = [p for p in net.parameters() if p.ndim >= 2]

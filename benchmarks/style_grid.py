@@ -1,0 +1,112 @@
+"""Train one fine-tuning recipe per style and paint the held-out names: the pictures `style_judge.py` judges.
+
+    python benchmarks/style_grid.py --tag lora --method lora            # on a GPU machine or here
+    python benchmarks/style_judge.py outputs/style-grid                  # here: classifier + scorer
+
+Split in two so that the GPU only trains and paints, and the judging (a style classifier trained on the
+base model's 11,848 real pictures, the scorer) runs where that data is. For each style of
+`benchmarks/finetune_data.py`: `keypaint finetune` with the recipe on the style's 10 pictures, then the
+50 held-out names painted by the base model ("NAME") and with the result ("NAME, TOKEN") at each LoRA
+weight, seed 0 + i, 20 steps of the default sampler, keyword expansion on (as users get it). Writes
+`OUT/TAG/STYLE/{base,w1,...}/NNN.png` and `OUT/TAG/STYLE/meta.json` (recipe, training seconds, device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path(".gpu/finetune/data"))
+    parser.add_argument("--out", type=Path, default=Path("outputs/style-grid"))
+    parser.add_argument("--tag", required=True, help="the recipe's name: OUT/TAG/...")
+    parser.add_argument("--method", default="lora")
+    parser.add_argument("--steps", type=int, default=None, help="default: finetune's own")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--rank", type=int, default=None)
+    parser.add_argument("--targets", default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.6])
+    parser.add_argument("--names", type=int, default=50)
+    parser.add_argument("--gen-steps", type=int, default=20)
+    parser.add_argument("--styles", nargs="*", default=None)
+    parser.add_argument("--no-base", action="store_true", help="do not paint the base model's pictures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    from keypaint import Painter
+    from keypaint.core.params import LoraRef
+    from keypaint.finetune import FinetuneConfig, Method
+    from keypaint.finetune.train import finetune
+    from keypaint.scorer.style_eval import paint_names
+
+    sources = json.loads((args.data / "sources.json").read_text(encoding="utf-8"))
+    names = sources["heldout"][: args.names]
+    home = args.out / args.tag / "home"
+    painter = Painter.load(None, device=args.device, dtype="fp32", home=home)
+    device = torch.cuda.get_device_name() if painter.device.type == "cuda" else "cpu"
+    for style_name, style in sources["styles"].items():
+        if args.styles and style_name not in args.styles:
+            continue
+        folder = args.out / args.tag / style_name
+        folder.mkdir(parents=True, exist_ok=True)
+        if not args.no_base:
+            base, _ = paint_names(painter, names, steps=args.gen_steps, seed=args.seed)
+            _save(folder / "base", base)
+        options = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "rank": args.rank,
+                                      "targets": args.targets, "batch_size": args.batch_size}.items()
+                   if v is not None}
+        start = time.perf_counter()
+        result = finetune(
+            FinetuneConfig(images=args.data / style_name / "train", token=style["token"],
+                           method=Method(args.method), home=home, seed=args.seed,
+                           cpu=painter.device.type == "cpu", **options),
+            model=painter.model, progress=False,
+        )
+        minutes = (time.perf_counter() - start) / 60
+        meta = {"tag": args.tag, "method": args.method, "options": options, "device": device,
+                "train_minutes": minutes, "train_steps_minutes": result.train_seconds / 60,
+                "file": str(result.path), "bytes": result.bytes, "loss": result.loss, "names": names,
+                "token": style["token"], "variants": {}}
+        is_lora = result.path.suffix == ".safetensors" and "embeddings" not in result.path.parts
+        for weight in args.weights if is_lora else [1.0]:
+            adapters: dict = (
+                {"loras": (LoraRef(str(result.path), weight),)} if is_lora
+                else {"embeddings": (str(result.path),)}
+            )
+            start = time.perf_counter()
+            images, _ = paint_names(painter, names, steps=args.gen_steps, seed=args.seed,
+                                    token=style["token"], **adapters)
+            tag = f"w{weight:g}"
+            _save(folder / tag, images)
+            meta["variants"][tag] = {"seconds_per_picture": (time.perf_counter() - start) / len(names)}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        print(json.dumps({"style": style_name, "tag": args.tag, "train_minutes": round(minutes, 2)}),
+              flush=True)
+
+
+def _save(folder: Path, images: list) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        image.save(folder / f"{i:03d}.png")
+
+
+if __name__ == "__main__":
+    main()
