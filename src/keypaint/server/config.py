@@ -47,6 +47,7 @@ class ServerConfig:
     max_upload_bytes: int = 64 * 1024 * 1024
     max_finetune_steps: int = 2000
     max_finetune_pictures: int = 100
+    finetune_sample_every: int = 50  # a sample picture (the job's preview) every this many steps; 0: none
 
     @property
     def db_path(self) -> Path:

@@ -31,7 +31,7 @@ from keypaint.finetune.data import MIN_IMAGES
 from keypaint.server.api import job_json
 from keypaint.server.config import FINETUNE_PATH
 from keypaint.server.errors import FieldError, field_error
-from keypaint.server.finetune_spec import SAMPLE_EVERY, FinetuneSpec, job_folder
+from keypaint.server.finetune_spec import FinetuneSpec, job_folder
 from keypaint.server.state import ServerState
 from keypaint.server.uploads import open_picture
 
@@ -60,7 +60,7 @@ def finetune_router(state: ServerState) -> APIRouter:
             "default_steps": min(FinetuneConfig.steps, config.max_finetune_steps),
             "max_steps": config.max_finetune_steps, "default_rank": FinetuneConfig.rank,
             "min_pictures": MIN_IMAGES, "max_pictures": config.max_finetune_pictures,
-            "max_upload_bytes": config.max_upload_bytes, "sample_every": SAMPLE_EVERY,
+            "max_upload_bytes": config.max_upload_bytes, "sample_every": config.finetune_sample_every,
             "unavailable": unavailable(state),
         }
 
@@ -173,10 +173,10 @@ def token_clash(state: ServerState, token: str) -> str | None:
     """What the new word would clash with on this server (a LoRA, an embedding, a queued run, a keyword of
     the model), or None."""
     home, key = state.config.home, token.lower()
-    for what, folder in (("LoRA", loras_dir(home)), ("embedding", embeddings_dir(home)),
-                         ("LoRA", MODEL.loras)):
+    for what, folder in (("a LoRA", loras_dir(home)), ("an embedding", embeddings_dir(home)),
+                         ("a LoRA", MODEL.loras)):
         if any(path.stem.lower() == key for path in list_adapter_files(folder)):
-            return f"{token!r}: this server already has a {what} of that name; choose another word"
+            return f"{token!r}: this server already has {what} of that name; choose another word"
     for status in ("queued", "running"):
         for job in state.store.list_jobs(500, status):  # type: ignore[arg-type]
             if job.kind == "finetune" and str(job.spec.get("token", "")).lower() == key:

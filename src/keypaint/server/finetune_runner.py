@@ -4,9 +4,9 @@ The run holds the device as a painting job does (`ModelHost.use`), so jobs still
 trains the loaded model itself: `keypaint.finetune.train.finetune` adds LoRA layers (or new token vectors)
 to it and takes them off again, so one model's worth of memory serves both. A model loaded in fp16 or bf16
 (GPU servers) is cast to fp32 for the run, as `keypaint finetune` trains, and back after it. Each step
-updates the job's progress (step, loss, ETA); each sample picture (every `SAMPLE_EVERY` steps and at the
-last) becomes its preview. A cancel stops the run after the step in progress: no output file is written and
-the run's checkpoints are removed.
+updates the job's progress (step, loss, ETA); each sample picture (every `finetune_sample_every` steps and
+at the last) becomes its preview. A cancel stops the run after the step in progress: no output file is
+written and the run's checkpoints are removed.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _train(spec: FinetuneSpec, job_id: str, host: ModelHost, config: ServerConfi
            should_stop: Callable[[], bool], changed: Callable[[], None]) -> dict[str, Any]:
     from keypaint.finetune.train import finetune
 
-    cfg = spec.config(config.home, job_id)
+    cfg = spec.config(config.home, job_id, config.finetune_sample_every)
     samples = cfg.run_dir / "samples" if cfg.run_dir is not None else None
     progress.steps = cfg.steps
     first: tuple[int, float] | None = None  # the first step seen and when: the ETA's start

@@ -15,8 +15,6 @@ from typing import Any
 from keypaint.finetune.config import FinetuneConfig, Method
 from keypaint.models.registry import keypaint_home
 
-SAMPLE_EVERY = 50  # a sample picture every this many steps (and at the last), shown as the job's preview
-
 
 @dataclass(frozen=True)
 class FinetuneSpec:
@@ -39,10 +37,10 @@ class FinetuneSpec:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def config(self, home: Path | None, job_id: str) -> FinetuneConfig:
+    def config(self, home: Path | None, job_id: str, sample_every: int = 0) -> FinetuneConfig:
         """The run: the pictures and run folder of job `job_id`, the output in the home's loras (or
-        embeddings) folder, sample pictures as its previews. `Method(...)` raises ValueError for a method
-        this keypaint does not know."""
+        embeddings) folder, a sample picture every `sample_every` steps and at the last (0: none).
+        `Method(...)` raises ValueError for a method this keypaint does not know."""
         folder = job_folder(home, job_id)
         return FinetuneConfig(
             images=folder / "pictures",
@@ -53,7 +51,7 @@ class FinetuneSpec:
             lr=self.lr,
             class_prompt=self.class_prompt,
             run_dir=folder / "run",
-            sample_every=SAMPLE_EVERY,
+            sample_every=sample_every,
             home=home,
         )
 
