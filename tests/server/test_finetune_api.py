@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from keypaint.core.painter import Painter
 from keypaint.finetune import Method
 from keypaint.finetune.lora import ADAPTER
+from keypaint.keywords.vocabulary import Vocabulary
 from keypaint.models.loaded import ModelKind
 from keypaint.models.tiny import tiny_model
 from keypaint.server.config import ServerConfig
@@ -63,7 +65,7 @@ def start(serve, tmp_path: Path, **changes: Any) -> Running:  # type: ignore[no-
     """A server whose tiny model is its own (fine-tuning adds and removes layers in it); no sample pictures
     unless asked (each paints 20 steps)."""
     home = tmp_path / "home"
-    model = tiny_model(ModelKind.SD1)
+    model = replace(tiny_model(ModelKind.SD1), vocabulary=Vocabulary.from_pairs([("red apple", ["fruit"])]))
     config = ServerConfig(out=tmp_path / "outputs", home=home, max_finetune_steps=400,
                           max_upload_bytes=300_000, finetune_sample_every=0)
     return serve(replace(config, **changes), painter=Painter(model, home=home))
@@ -82,6 +84,8 @@ def test_upload_trains_a_lora_through_the_queue(serve, tmp_path: Path) -> None: 
         options = client.get("/api/finetune").json()
         assert options["methods"] == [m.value for m in Method] and options["default_method"] == "lora"
         assert options["max_steps"] == 400 and options["unavailable"] is None
+        form = client.get("/openapi.json").json()["paths"]["/api/finetune"]["post"]["requestBody"]
+        assert "multipart/form-data" in form["content"]
         response = upload(client, pictures())
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
@@ -128,6 +132,19 @@ def test_a_second_run_trains_after_a_lora_was_painted_with(site: Running) -> Non
     assert any(k.endswith("lora_up.weight") and v.abs().max() > 0 for k, v in weights.items())
 
 
+def test_a_half_precision_model_trains_in_fp32_and_is_given_back(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """GPU servers load fp16/bf16 weights: the run casts the model to fp32 and back (bf16 runs on a CPU)."""
+    site = start(serve, tmp_path)
+    pipe = site.state.host.current.model.pipe
+    pipe.to(dtype=torch.bfloat16)
+    with site.client() as client:
+        job = wait_job(client, upload(client, pictures()).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert {m.dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder)} == {torch.bfloat16}
+    weights = load_file(tmp_path / "home" / "loras" / "zqdisc.safetensors")
+    assert any(k.endswith("lora_up.weight") and v.abs().max() > 0 for k, v in weights.items())
+
+
 def test_cancel_stops_training_and_leaves_no_file(site: Running) -> None:
     home = site.config.home
     assert home is not None
@@ -161,6 +178,7 @@ def test_bad_input_is_refused_before_anything_is_queued(site: Running) -> None:
         (pictures(), {"token": "ZQStyle"}, 409, "token: 'ZQStyle': this server already has a LoRA"),
         (pictures(), {"token": "zqword"}, 409, "token: 'zqword': this server already has an embedding"),
         (pictures(), {"token": "keypaint-lcm"}, 409, "already has a LoRA"),
+        (pictures(), {"token": "Fruit"}, 409, "token: 'Fruit' is a keyword tiny-sd1 already knows"),
         (pictures(), {"method": "magic"}, 422, "method: unknown method 'magic'; this server knows lora"),
         (pictures(), {"method": "dreambooth"}, 422, "method: dreambooth needs class_prompt"),
         (pictures(), {"steps": "401"}, 422, "steps: 401 is over this server's limit of 400"),
