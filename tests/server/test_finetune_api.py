@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from keypaint.core.painter import Painter
+from keypaint.core.speed.options import SpeedOptions
 from keypaint.finetune import Method
 from keypaint.finetune.lora import ADAPTER
 from keypaint.keywords.vocabulary import Vocabulary
@@ -196,3 +197,15 @@ def test_bad_input_is_refused_before_anything_is_queued(site: Running) -> None:
         assert missing.status_code == 422 and missing.json()["error"].startswith("token")
         assert client.get("/api/jobs").json()["jobs"] == []
     assert not (home / "finetune").exists(), "nothing was stored"
+
+
+def test_a_server_painting_through_patched_modules_refuses_to_train(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = tiny_model(ModelKind.SD1)
+    painter = Painter(model, speed=SpeedOptions(token_merging=0.5))
+    site = serve(ServerConfig(out=tmp_path / "outputs", home=tmp_path / "home"), painter=painter)
+    with site.client() as client:
+        reason = client.get("/api/finetune").json()["unavailable"]
+        response = upload(client, pictures())
+        assert client.get("/api/jobs").json()["jobs"] == []
+    assert "runs its model with --token-merging" in reason
+    assert response.status_code == 409 and response.json()["error"] == reason

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 
 from keypaint.builtin import MODEL
@@ -78,7 +78,7 @@ def finetune_router(state: ServerState) -> APIRouter:
     ) -> JSONResponse:
         refusal = unavailable(state)
         if refusal is not None:
-            return field_error("method", refusal, 409)
+            raise HTTPException(409, refusal)
         files = read_uploads(pictures or [], max_pictures=config.max_finetune_pictures,
                              max_pixels=config.max_image_pixels)
         try:
