@@ -123,7 +123,7 @@ def test_killed_run_resumes_to_exactly_the_same_lora(home: Path, pictures: Path,
         run_dir=tmp_path / "resumed",
     )
 
-    def kill(step: int) -> None:
+    def kill(step: int, loss: float) -> None:
         if step == 3:
             raise KeyboardInterrupt
 

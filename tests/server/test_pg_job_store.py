@@ -90,6 +90,17 @@ def test_sdapi_request_stays_with_its_process(store: PgJobStore, pg_url: str) ->
     assert failed.error == "the server holding this request stopped"
 
 
+def test_finetune_job_stays_with_the_process_holding_its_pictures(store: PgJobStore, pg_url: str) -> None:
+    other = PgJobStore(pg_url, lease_s=1.0)
+    try:
+        mine = store.add_job("finetune", {"token": "zqdisc", "steps": 2}, max_queue=10)
+        assert other.claim(other.owner) is None  # its pictures are in `store`'s home
+        claimed = store.claim(store.owner)
+        assert claimed is not None and (claimed.id, claimed.kind) == (mine.id, "finetune")
+    finally:
+        other.close()
+
+
 def test_reopening_loses_nothing(store: PgJobStore, pg_url: str) -> None:
     ingress = PgJobStore(pg_url, lease_s=1.0)
     ids = [ingress.add_job("job", SPEC, max_queue=10).id for _ in range(3)]

@@ -50,6 +50,10 @@ def serve_command(
         int, typer.Option(help="budget per request: width x height x steps x pictures")
     ] = 1024 * 1024 * 50 * 4,
     max_body_mb: Annotated[int, typer.Option(help="largest request body, in MiB")] = 24,
+    max_upload_mb: Annotated[int, typer.Option(help="largest POST /api/finetune body (pictures), in MiB")
+                             ] = 64,
+    max_finetune_steps: Annotated[int, typer.Option(help="most steps a POST /api/finetune run may ask")
+                                  ] = 2000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16")] = "auto",
     home: Annotated[Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
@@ -90,6 +94,7 @@ def serve_command(
             max_queue=max_queue, max_body_bytes=max_body_mb * 1024 * 1024, auth=credentials,
             token=token, allowed_origins=tuple(allow_origin or ()), allow_pickle=allow_pickle,
             max_model_bytes=model_size_limit(max_model_gb),
+            max_upload_bytes=max_upload_mb * 1024 * 1024, max_finetune_steps=max_finetune_steps,
         )
         config.check_bind()
         check_ray_options(ray, db_url, address, replicas, min_replicas, max_replicas)

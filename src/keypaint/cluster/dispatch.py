@@ -24,6 +24,7 @@ log = logging.getLogger("keypaint.cluster")
 
 
 class DispatchWorker(Worker):
+    trains = False  # a fine-tuning job's pictures are in this process's home: it is refused here
     def __init__(self, store: Store, host: ModelHost, config: ServerConfig, painters: Any) -> None:
         super().__init__(store, host, config)
         self._painters = painters  # the Painter deployment's handle

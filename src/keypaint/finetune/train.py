@@ -55,7 +55,7 @@ from keypaint.versions import package_version
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-StepHook = Callable[[int], None]
+StepHook = Callable[[int, float], None]  # (steps done, mean loss of the last step) after every step
 PROCESS_STRIDE = 7_777_777  # seeds of process k's steps start here times k (no run has that many steps)
 
 
@@ -309,7 +309,7 @@ def finetune(
             save,
             extra_state={"identity": cfg.identity()},
             after_step=paint_samples,
-            on_step=on_step,
+            on_step=None if on_step is None else lambda index: on_step(index, loop.loss),
         )
 
         # 7. the output file

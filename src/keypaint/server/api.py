@@ -250,6 +250,7 @@ def image_json(record: ImageRecord) -> dict[str, Any]:
 def progress_json(progress: Any, *, with_preview: bool) -> dict[str, Any]:
     data = {"step": progress.step, "steps": progress.steps, "batch": progress.batch,
             "batches": progress.batches, "fraction": round(progress.fraction, 4)}
+    data.update({k: v for k in ("loss", "eta_s") if (v := getattr(progress, k, None)) is not None})
     if with_preview and progress.preview is not None:
         data["preview"] = f"data:image/png;base64,{b64(progress.preview)}"
     return data

@@ -20,6 +20,7 @@ from keypaint.server.config import ServerConfig
 from keypaint.server.controlnet_api import controlnet_router
 from keypaint.server.errors import install
 from keypaint.server.explain_routes import explain_router
+from keypaint.server.finetune_api import finetune_router
 from keypaint.server.models import ModelHost, PainterFactory
 from keypaint.server.sdapi import sdapi_router
 from keypaint.server.security import Guard
@@ -84,6 +85,7 @@ def create_app(config: ServerConfig, *, painter: Painter | None = None,
     app.include_router(sdapi_router(state))
     app.include_router(controlnet_router(state))  # sd-webui-controlnet's /controlnet routes
     app.include_router(job_router(state))
+    app.include_router(finetune_router(state))
     app.include_router(explain_router(state))
     verifier = find_verifier()
     if verifier is not None:

@@ -12,6 +12,7 @@ from keypaint.core.speed.options import SpeedOptions
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # A token or password shorter than this can be guessed by a client that simply keeps asking.
 MIN_SECRET_CHARS = 12
+FINETUNE_PATH = "/api/finetune"  # the one route whose body is pictures to learn from (max_upload_bytes)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,19 @@ class ServerConfig:
     db_url: str | None = None  # postgresql://USER@HOST:PORT/DB
     lease_s: float = 30.0  # a runner silent this long is gone: its job runs elsewhere (once)
     out_url: str | None = None  # pictures in this fsspec location (s3://bucket/prefix, ...) instead of OUT
+    # POST /api/finetune (server.finetune_api): its own body limit (pictures), steps and pictures per run
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_finetune_steps: int = 2000
+    max_finetune_pictures: int = 100
+    finetune_sample_every: int = 50  # a sample picture (the job's preview) every this many steps; 0: none
 
     @property
     def db_path(self) -> Path:
         return self.db if self.db is not None else self.out / "keypaint-server.sqlite3"
+
+    def body_limit(self, path: str) -> int:
+        """The largest request body for `path`: fine-tuning uploads get `max_upload_bytes`."""
+        return self.max_upload_bytes if path == FINETUNE_PATH else self.max_body_bytes
 
     @property
     def secured(self) -> bool:

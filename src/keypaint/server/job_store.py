@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["job", "sdapi"]  # "sdapi": a synchronous A1111 request; its client waits for it
+# "sdapi": a synchronous A1111 request, its client waits for it; "finetune": POST /api/finetune's run
+# (server.finetune_api), its pictures in this server's home
+JobKind = Literal["job", "sdapi", "finetune"]
+PINNED: tuple[JobKind, ...] = ("sdapi", "finetune")  # run only by the process that queued them
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 
 _SCHEMA = """

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from keypaint.server.job_store import ImageRecord, JobKind, JobRecord, JobStatus, QueueFull
+from keypaint.server.job_store import PINNED, ImageRecord, JobKind, JobRecord, JobStatus, QueueFull
 
 MAX_ATTEMPTS = 2  # a job whose runner dies is run once more elsewhere, then marked failed
 _SCHEMA_LOCK = 7_211_001  # advisory lock ids: creating the schema, adding a job (the queue bound)
@@ -118,7 +118,7 @@ class PgJobStore:
         """Queue a job at the end, or raise `QueueFull` when `max_queue` jobs are already waiting."""
         job_id = job_id or uuid.uuid4().hex
         now = time.time()
-        owner = self.owner if kind == "sdapi" else None  # its client waits on this process
+        owner = self.owner if kind in PINNED else None  # its client waits here, or its pictures are here
         with self._lock, self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_QUEUE_LOCK,))
             queued = self._db.execute("SELECT COUNT(*) AS n FROM jobs WHERE status='queued'").fetchone()

@@ -64,7 +64,7 @@ class Guard:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        received = 0
+        received, limit = 0, self.config.body_limit(scope["path"])
 
         async def receive_wrapper() -> Message:
             nonlocal received, refused
@@ -73,12 +73,12 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.config.max_body_bytes:
+                if received > limit:
                     # A body without Content-Length (chunked) that grows past the limit: answer 413 now
                     # and tell the app its client left, so it stops reading.
                     refused = True
                     if not started:
-                        await _too_large(self.config)(scope, receive, send)
+                        await _too_large(limit)(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -89,9 +89,9 @@ class Guard:
                 raise
 
     def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.config.max_body_bytes):
-            return _too_large(self.config)
+        length, limit = headers.get("content-length"), self.config.body_limit(scope["path"])
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _too_large(limit)
         host = headers.get("host", "")
         if is_loopback(self.config.host) and not is_loopback(_hostname(host)):
             return _error(403, f"host {host!r} is not this server's loopback address")
@@ -163,5 +163,5 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message, "detail": message}, status_code=status, headers=headers)
 
 
-def _too_large(config: ServerConfig) -> JSONResponse:
-    return _error(413, f"request body is larger than {config.max_body_bytes} bytes")
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, f"request body is larger than {limit} bytes")

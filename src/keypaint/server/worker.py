@@ -29,6 +29,8 @@ from keypaint.outputs.remote import RemoteFile, RemoteFolder
 from keypaint.outputs.results import infotext_for, metadata_for, save_generated
 from keypaint.outputs.saving import output_dir
 from keypaint.server.config import ServerConfig
+from keypaint.server.finetune_runner import run_finetune
+from keypaint.server.finetune_spec import FinetuneSpec
 from keypaint.server.job_store import JobKind, JobRecord, JobStatus
 from keypaint.server.models import ModelHost
 from keypaint.server.spec import JobSpec
@@ -50,6 +52,8 @@ class Progress:
     batches: int = 1
     preview: bytes | None = None  # small PNG of the current latents
     preview_step: int = 0
+    loss: float | None = None  # fine-tuning jobs: the last step's loss and the seconds left
+    eta_s: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -73,6 +77,8 @@ class Outcome:
 
 class Worker:
     """Owns the queue's consumer thread and the state the HTTP side reads."""
+
+    trains = True  # runs fine-tuning jobs (server.finetune_runner) as well as painting ones
 
     def __init__(self, store: Store, host: ModelHost, config: ServerConfig) -> None:
         self.store = store
@@ -108,10 +114,10 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def submit(self, kind: JobKind, spec: JobSpec, *, init_image: bytes | None = None,
-               mask: bytes | None = None) -> tuple[JobRecord, Outcome | None]:
+    def submit(self, kind: JobKind, spec: JobSpec | FinetuneSpec, *, init_image: bytes | None = None,
+               mask: bytes | None = None, job_id: str | None = None) -> tuple[JobRecord, Outcome | None]:
         """Queue a job (`QueueFull` when there is no room); synchronous kinds get an `Outcome` to wait on."""
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         outcome = Outcome() if kind == "sdapi" else None
         if outcome is not None:
             self._outcomes[job_id] = outcome  # before the job exists, so the worker always finds it
@@ -186,7 +192,10 @@ class Worker:
         self.progress = Progress(job.id, time.time())
         self._bump()
         try:
-            self._run(job)
+            if job.kind == "finetune":
+                self._run_finetune(job)
+            else:
+                self._run(job)
         finally:
             self._cancel.pop(job.id, None)
             self._recent[job.id] = self.progress
@@ -270,6 +279,15 @@ class Worker:
                 return
             log.exception("job %s failed", job.id)
             self._fail(job.id, f"{exc.__class__.__name__}: {exc}"[:500], progress)
+
+    def _run_finetune(self, job: JobRecord) -> None:
+        cancel, asked, progress = self._cancel[job.id], _CancelWatch(self.store, job.id), self.progress
+        assert progress is not None
+        status, error, info = run_finetune(
+            job, self.host, self.config, progress, changed=self._bump, cancelled=cancel.is_set,
+            should_stop=lambda: cancel.is_set() or self._stopping.is_set() or asked())
+        self.store.finish(job.id, status, error=error, info=info)
+        self._settle(job.id, status, error=error)
 
     def _succeed(self, job: JobRecord, spec: JobSpec, results: list[GeneratedImage],
                  warnings: list[str], status: JobStatus = "succeeded") -> None:
