@@ -92,9 +92,7 @@ def _mount_optional() -> None:
     """Sub-commands that live in their own modules (data preparation, training, export, evaluation)."""
     from keypaint.cli.bench_cmd import bench_app
     from keypaint.cli.data_cmd import data_app
-    from keypaint.cli.default_group import default_group
-    from keypaint.cli.eval_cmd import eval_command
-    from keypaint.cli.eval_style_cmd import style_command
+    from keypaint.cli.eval_cmd import eval_app
     from keypaint.cli.explain_cmd import explain_app
     from keypaint.cli.finetune_cmd import finetune_command
     from keypaint.cli.serve_cmd import serve_command
@@ -106,11 +104,8 @@ def _mount_optional() -> None:
     app.add_typer(train_app, name="train", help="Train the built-in model's parts (vae, unet, scorer).")
     app.command("finetune", no_args_is_help=True)(finetune_command)
     app.command("export", no_args_is_help=True)(export_command)
-    eval_app = typer.Typer(cls=default_group("pairs"), no_args_is_help=True)
-    eval_app.command("pairs")(eval_command)
-    eval_app.command("style", no_args_is_help=True)(style_command)
     app.add_typer(
-        eval_app, name="eval",
+        eval_app(), name="eval",
         help="Judge a model: held-out pairs (`eval HELDOUT` = `eval pairs HELDOUT`), or a learned style.",
     )
     app.command("serve")(serve_command)

@@ -106,3 +106,14 @@ def eval_command(
         f"real {ref['top1']:.3f}/{ref['top5']:.3f}; Fréchet distance {results['frechet_distance']:.4f}"
     )
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def eval_app() -> typer.Typer:
+    """`keypaint eval`: `pairs` (the default: `keypaint eval HELDOUT` still works) and `style`."""
+    from keypaint.cli.default_group import default_group
+    from keypaint.cli.eval_style_cmd import style_command
+
+    group = typer.Typer(cls=default_group("pairs"), no_args_is_help=True)
+    group.command("pairs")(eval_command)
+    group.command("style", no_args_is_help=True)(style_command)
+    return group

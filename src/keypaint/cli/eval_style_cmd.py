@@ -42,7 +42,7 @@ def style_command(
         Path | None, typer.Option(help="A fully fine-tuned model folder to evaluate (another row).")
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for style.json, style.md, style.png.")
+        Path, typer.Option("--out", "-o", help="Folder for style.json, style.md, style.png, pictures/.")
     ] = Path("eval-style"),
     model: Annotated[str | None, typer.Option(help="Base model (default: the built-in model).")] = None,
     scorer: Annotated[Path | None, typer.Option(help="Scorer folder (default: built-in).")] = None,
@@ -130,5 +130,10 @@ def style_command(
         about = {"real": str(real), "pictures": len(sets.target)}
         instrument.save(out / "style-classifier.safetensors", about)
     picture_rows([row[:grid] for row in rows]).save(out / "style.png")
+    for title, row in zip(["base", *(v.name for v in variants)], rows[1:], strict=True):
+        folder = out / "pictures" / title.replace(" ", "-").lower()
+        folder.mkdir(parents=True)
+        for i, image in enumerate(row):
+            image.save(folder / f"{i:03d}.png")
     console.print(report_markdown(report, token), markup=False)
     console.print(f"wrote {out / 'style.json'}, {out / 'style.md'}, {out / 'style.png'}")
