@@ -15,12 +15,17 @@ like any LoRA (`set_adapters`, `disable_lora`, `delete_adapters`), and the pictu
   `.clip_g` for SDXL): the words a pivotal-tuning LoRA was trained with, used while it is.
 
 `NAME` is kohya's: `lora_unet_` + the U-Net module's path with "_" for ".".
+
+peft wraps a layer that already has LoRA layers in LoHa/LoKr ones, but not the other way round for
+convolutions (SD 1.x's proj_in/proj_out), so LyCORIS layers stay outermost: files of the LoRA layouts are
+loaded first, and `remove_lycoris` takes LoHa/LoKr layers off before a LoRA is added around them.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -32,9 +37,9 @@ _LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 _LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 
 
-def layout(state: dict[str, torch.Tensor]) -> str:
+def layout(keys: Iterable[str]) -> str:
     """"loha", "lokr", "dora" or "lora" (what diffusers loads as it is), from a file's tensor names."""
-    names = {key.rsplit(".", 1)[-1] for key in state if not key.startswith(BUNDLE)}
+    names = {key.rsplit(".", 1)[-1] for key in keys if not key.startswith(BUNDLE)}
     if names & set(_LOHA):
         return "loha"
     if names & set(_LOKR):
@@ -62,12 +67,31 @@ def load_adapter(pipe: Any, state: dict[str, torch.Tensor], name: str) -> None:
     """Load a LoRA-family file's tensors (bundled embeddings left out) as the peft adapter `name`."""
     state = without_bundle(state)
     kind = layout(state)
+    if kind in ("lora", "dora"):
+        remove_lycoris(pipe.unet)
     if kind == "lora":
         pipe.load_lora_weights(state, adapter_name=name)
     elif kind == "dora":
         pipe.load_lora_weights(_dora_to_peft(state, pipe.unet), adapter_name=name)
     else:
         _load_lycoris(pipe.unet, state, name, kind)
+
+
+def remove_lycoris(unet: torch.nn.Module) -> list[str]:
+    """Delete every LoHa/LoKr adapter of the U-Net and unwrap their layers; returns the adapters' names."""
+    from peft.tuners.lycoris_utils import LycorisLayer
+
+    names = sorted({name for module in unet.modules() if isinstance(module, LycorisLayer)
+                    for name in module._available_adapters})
+    if names:
+        unet.delete_adapters(names)
+    while True:
+        found = next(((path, m) for path, m in unet.named_modules() if isinstance(m, LycorisLayer)), None)
+        if found is None:
+            return names
+        path, module = found
+        parent, _, child = path.rpartition(".")
+        setattr(unet.get_submodule(parent) if parent else unet, child, module.base_layer)
 
 
 def module_names(unet: torch.nn.Module) -> dict[str, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from keypaint.core.adapter_layouts import LORA_ENDINGS, bundled_embeddings, load_adapter
+from keypaint.core.adapter_layouts import LORA_ENDINGS, bundled_embeddings, layout, load_adapter
 from keypaint.core.params import GenerationParams, LoraRef, check_lora
 from keypaint.errors import InvalidParams, ModelError
 from keypaint.models.adapter_format import FinetuneInfo, kind_of_base_version, model_fingerprint
@@ -34,6 +34,7 @@ from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import keypaint_home
 from keypaint.prompts.embeddings import TextualInversion, mentioned
 
+LYCORIS = ("loha", "lokr")
 LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)
 SUFFIX = ".safetensors"
 NAME = re.compile(r"\w[\w .+-]*")  # a file stem in a keypaint folder: no separators, no leading dot
@@ -210,7 +211,9 @@ class Adapters:
     def activate(self, params: GenerationParams) -> Active:
         """Load what `params` asks for (cached), weight its LoRAs, switch the others off."""
         plan = self._plan(params)
-        names = [self._load_lora(file) for file, _ in plan.loras]
+        names = [""] * len(plan.loras)
+        for i in sorted(range(len(names)), key=lambda i: layout(plan.loras[i][0].header.tensors) in LYCORIS):
+            names[i] = self._load_lora(plan.loras[i][0])  # LoRAs first: LoHa/LoKr layers wrap them
         self._use(names, [weight for _, weight in plan.loras])
         embeddings = [self._load_embedding(file, trigger) for file, trigger in plan.embeddings]
         text = f"{plan.prompt}\n{plan.negative_prompt}"
@@ -266,9 +269,11 @@ class Adapters:
     # 2. LoRAs as peft adapters
     def _load_lora(self, file: AdapterFile) -> str:
         stamp = file.stamp
-        if stamp in self._loras:
+        loaded = getattr(self.model.denoiser, "peft_config", None) or {}
+        if stamp in self._loras and self._loras[stamp] in loaded:  # (LoHa/LoKr may have been taken off)
             self._loras.move_to_end(stamp)
             return self._loras[stamp]
+        self._bundles.pop(self._loras.pop(stamp, ""), None)
         name = f"keypaint-{self._counter}"
         self._counter += 1
         state = load_safetensors(file.path)

@@ -20,6 +20,7 @@ import re
 import torch
 from peft import LoHaConfig, LoKrConfig
 
+from keypaint.core.adapter_layouts import remove_lycoris
 from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
 from keypaint.finetune.lora import ADAPTER, TARGETS, add_lora, kohya_state
 from keypaint.models.loaded import ModelKind
@@ -40,18 +41,27 @@ _PREFIX = {"loha": "hada_", "lokr": "lokr_"}
 
 
 def add_adapter(unet: torch.nn.Module, cfg: FinetuneConfig, kind: ModelKind) -> list[torch.nn.Parameter]:
-    """Freeze the U-Net and add the method's training layers (fp32); returns them."""
+    """Freeze the U-Net and add the method's training layers (fp32); returns them.
+
+    A model handed in may carry a painter's LoRAs, switched off: its layers are switched on again (only
+    the training adapter is active), and its LoHa/LoKr layers taken off (a LoRA cannot wrap them).
+    """
     method, rank = cfg.method, cfg.lora_rank
-    if method is Method.B_LORA:
-        return add_lora(unet, rank, cfg.seed, b_lora_targets(unet, kind, cfg.lora_targets))
     if method not in (Method.LOHA, Method.LOKR):
-        return add_lora(unet, rank, cfg.seed, cfg.lora_targets, use_dora=method is Method.DORA)
+        remove_lycoris(unet)
+        if method is Method.B_LORA:
+            params = add_lora(unet, rank, cfg.seed, b_lora_targets(unet, kind, cfg.lora_targets))
+        else:
+            params = add_lora(unet, rank, cfg.seed, cfg.lora_targets, use_dora=method is Method.DORA)
+        unet.enable_adapters()
+        return params
     unet.requires_grad_(False)
     targets = TARGETS[cfg.lora_targets]
     config = (LoHaConfig if method is Method.LOHA else LoKrConfig)(r=rank, alpha=rank, target_modules=targets)
     with torch.random.fork_rng(devices=[]):  # peft draws the start weights: the same seed, the same run
         torch.manual_seed(cfg.seed)
         unet.add_adapter(config, adapter_name=ADAPTER)
+    unet.enable_adapters()
     params = [p for p in unet.parameters() if p.requires_grad]
     for p in params:
         p.data = p.data.float()
