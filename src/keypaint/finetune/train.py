@@ -132,16 +132,15 @@ def finetune(
     """
     started = time.perf_counter()
     checked = plan(cfg)
-    if cfg.method is Method.AUTO:
-        log(f"--method auto chose {checked.config.method.value} for the base model "
-            f"{cfg.base or 'keypaint-emoji (built-in)'}")
-    cfg, run_dir = checked.config, checked.run_dir
+    asked, cfg, run_dir = cfg.method, checked.config, checked.run_dir
     handed_in = model is not None
     cpu = cfg.cpu if model is None else model.denoiser.device.type != "cuda"
     accelerator = make_accelerator(run_dir, cpu=cpu)
     device, main = accelerator.device, accelerator.is_main_process
     if not main:
         log = _silent
+    if asked is Method.AUTO:
+        log(f"--method auto chose {cfg.method.value} for {cfg.base or 'the built-in model'}")
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = read_checkpoint(latest_checkpoint(run_dir)) if cfg.resume else None  # type: ignore[arg-type]
     if ckpt is not None and ckpt.state.get("identity") != cfg.identity():
