@@ -67,14 +67,17 @@ def load_adapter(pipe: Any, state: dict[str, torch.Tensor], name: str) -> None:
     """Load a LoRA-family file's tensors (bundled embeddings left out) as the peft adapter `name`."""
     state = without_bundle(state)
     kind = layout(state)
-    if kind in ("lora", "dora"):
-        remove_lycoris(pipe.unet)
+    unet = getattr(pipe, "components", {}).get("unet")  # SD3 and Flux have a transformer instead
+    if unet is None and kind != "lora":
+        raise ValueError(f"{kind} files are for the U-Net models (SD 1.x, 2.x, SDXL, the built-in model)")
+    if unet is not None and kind in ("lora", "dora"):
+        remove_lycoris(unet)
     if kind == "lora":
         pipe.load_lora_weights(state, adapter_name=name)
     elif kind == "dora":
-        pipe.load_lora_weights(_dora_to_peft(state, pipe.unet), adapter_name=name)
+        pipe.load_lora_weights(_dora_to_peft(state, unet), adapter_name=name)
     else:
-        _load_lycoris(pipe.unet, state, name, kind)
+        _load_lycoris(unet, state, name, kind)
 
 
 def remove_lycoris(unet: torch.nn.Module) -> list[str]:
