@@ -28,6 +28,7 @@ import json
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -138,24 +139,24 @@ def run(args: argparse.Namespace) -> dict:
         if args.styles and name not in args.styles:
             continue
         start = time.perf_counter()
+        cfg = FinetuneConfig(args.data / name / "train", style["token"], method=Method(args.method))
+        method = cfg.resolved().method  # auto: what it picks for the built-in model
         result = finetune(
-            FinetuneConfig(
-                images=args.data / name / "train",
-                token=style["token"],
-                method=Method(args.method),
+            replace(
+                cfg,
                 steps=args.steps,
                 lr=args.lr,
-                rank=args.rank,
-                targets=args.targets,
+                rank=args.rank if method.makes_lora else None,
+                targets=args.targets if method.makes_lora else None,
                 max_timestep=args.max_timestep,
-                vectors=args.vectors,
+                vectors=args.vectors if method.trains_vectors else None,
                 batch_size=args.batch_size,
                 home=home,
                 seed=args.seed,
                 cpu=device == "cpu",
                 sample_every=0,
                 checkpoint_every=max(50, args.steps // 4),
-                class_dir=prior if args.method == "lora" else None,
+                class_dir=prior if method is not Method.TEXTUAL_INVERSION else None,
                 class_images=args.prior or 50,
                 prior_weight=args.prior_weight,
             ),
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         real = [Image.open(args.data / name / "heldout" / f) for f in _heldout_files(args.data / name, names)]
         entry: dict = {
             "token": style["token"],
-            "method": args.method,
+            "method": result.method,
             "adoption_base": float(np.mean([in_style(i) for i in base_images])),
             "adoption_real": float(np.mean([in_style(i) for i in real])),
             "top5_base": base_fidelity,
@@ -180,12 +181,16 @@ def run(args: argparse.Namespace) -> dict:
         }
         prompts = [f"{n}, {style['token']}" for n in names]
         rows = [real[: args.grid], base_images[: args.grid]]
-        for weight in args.weights if args.method == "lora" else [1.0]:
-            if args.method == "lora":
-                adapters: dict = {"loras": (LoraRef(str(result.path), weight),)}
-            else:
+        for weight in args.weights if method.makes_lora else [1.0]:
+            adapters: dict = {}
+            if method.makes_lora:
+                adapters = {"loras": (LoraRef(str(result.path), weight),)}
+            elif method is Method.TEXTUAL_INVERSION:
                 adapters = {"embeddings": (str(result.path),)}
-            images, seconds = paint(painter, prompts, args.seed, args.gen_steps, **adapters)
+            tuned = painter if method is not Method.FULL else Painter.load(
+                str(result.path), device=args.device, dtype="fp32", home=home
+            )  # full: the model folder it wrote
+            images, seconds = paint(tuned, prompts, args.seed, args.gen_steps, **adapters)
             top5 = fidelity(scorer, images, names, labels)
             entry["by_weight"][f"{weight:g}"] = {
                 "adoption": float(np.mean([in_style(i) for i in images])),
@@ -242,7 +247,8 @@ def table(results: dict) -> str:
     for name, e in results["styles"].items():
         for weight, w in e["by_weight"].items():
             ratio = f"{w['fidelity_ratio']:.2f}" if w["fidelity_ratio"] is not None else "n/a"
-            kind = weight if e["method"] == "lora" else "TI"
+            own = {"textual-inversion": "TI", "full": "full"}
+            kind = own.get(e["method"], weight if e["method"] == "lora" else f"{e['method']} {weight}")
             lines.append(
                 f"| {name} | {kind} | {w['adoption']:.0%} | {e['adoption_base']:.0%} | "
                 f"{e['adoption_real']:.0%} | {w['top5']:.2f} | {e['top5_base']:.2f} | {ratio} | "
@@ -259,12 +265,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="from benchmarks/finetune_data.py")
     parser.add_argument("--out", type=Path, default=Path("outputs/finetune-benchmark"))
     parser.add_argument("--steps", type=int, default=300, help="LoRA training steps per style")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--targets", default="all", help="LoRA layers: all, attention, cross-attention")
-    parser.add_argument("--method", default="lora", help="lora or textual-inversion")
+    parser.add_argument("--lr", type=float, default=None, help="default: the method's (1e-4 LoRA family)")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA family (default 8)")
+    parser.add_argument("--targets", default=None, help="LoRA layers: all, attention, cross-attention; "
+                        "b-lora: style, content, both")
+    parser.add_argument("--method", default="lora", help="any of keypaint finetune's: auto, lora, dora, "
+                        "loha, lokr, b-lora, pivotal, dreambooth, textual-inversion, full")
     parser.add_argument("--max-timestep", type=int, default=1000, help="train on noise levels below this")
-    parser.add_argument("--vectors", type=int, default=4, help="textual inversion: vectors per token")
+    parser.add_argument("--vectors", type=int, default=None, help="textual inversion, pivotal (default 4)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.6], help="LoRA weights to paint")
     parser.add_argument("--prior", type=int, default=0, help="base-model pictures of other emoji as prior")

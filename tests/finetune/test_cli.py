@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from keypaint.cli.app import app as main_app
 from keypaint.cli.finetune_cmd import finetune_command
+from keypaint.finetune import FinetuneInfo
+from keypaint.models.checkpoint_files import read_safetensors_header
 from keypaint.outputs.metadata import read_metadata
 
 runner = CliRunner()
@@ -33,6 +35,9 @@ def test_finetune_then_generate_with_lora_and_embedding(home: Path, pictures: Pa
     assert code == 0, output
     lora = home / "loras" / "zqstyle.safetensors"
     assert str(lora) in output and "--lora" in output and lora.is_file()
+    assert "--method auto chose lora" in output  # the default; tiny is a checkpoint, not the built-in model
+    info = FinetuneInfo.from_header(read_safetensors_header(lora).metadata)
+    assert info is not None and info.method == "lora"  # the method that ran, not "auto"
     code, output = finetune(pictures, "--token", "zqword", "--method", "textual-inversion", *FAST)
     assert code == 0, output
     embedding = home / "embeddings" / "zqword.safetensors"
@@ -81,7 +86,7 @@ def test_bad_pictures_fail_before_any_model_loads(home: Path, tmp_path: Path) ->
 def test_bad_options_fail_with_one_line(home: Path, pictures: Path) -> None:
     cases = [
         (["--token", "a b"], "--token 'a b'"),
-        (["--token", "zq", "--method", "hypernetwork"], "--method must be one of lora, dreambooth"),
+        (["--token", "zq", "--method", "hypernetwork"], "--method must be one of auto, lora, dora, loha"),
         (["--token", "zqq", "--method", "dreambooth"], "needs --class-prompt"),
         (["--token", "zqq", "--rank", "0"], "--rank must be a whole number within [1, 256]"),
         (["--token", "zqq", "--out", "x.ckpt"], "must end in .safetensors"),
@@ -94,6 +99,15 @@ def test_bad_options_fail_with_one_line(home: Path, pictures: Path) -> None:
             "--targets must be all, attention or cross-attention",
         ),
         (["--token", "zqq", "--base", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--token", "zqq", "--method", "full", "--rank", "4"], "--rank is for the LoRA methods; --method"),
+        (["--token", "zqq", "--vectors", "2"], "--vectors and --init-word are for textual-inversion and"),
+        (["--token", "zqq", "--method", "dora", "--init-word", "dog"], "are for textual-inversion and"),
+        (["--token", "zqq", "--method", "lokr", "--embedding-lr", "0.01"], "--embedding-lr is for pivotal"),
+        (["--token", "zqq", "--method", "pivotal", "--embedding-lr", "2"], "--embedding-lr must be within"),
+        (["--token", "zqq", "--method", "b-lora", "--targets", "all"], "must be style, content or both"),
+        (["--token", "zqq", "--method", "full", "--targets", "all"], "--targets is for the LoRA methods"),
+        (["--token", "zqq", "--method", "full", "--out", "m.safetensors"], "full writes a model folder"),
+        (["--token", "zqq", "--method", "textual-inversion", "--class-dir", "c"], "not textual-inversion"),
     ]
     for args, message in cases:
         code, output = finetune(pictures, *args, "--steps", "1", "--cpu")

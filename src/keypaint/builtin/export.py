@@ -29,7 +29,7 @@ from keypaint.models.loaded import LoadedModel
 
 
 def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
-                 dtype: torch.dtype | None = torch.float16) -> Path:
+                 dtype: torch.dtype | None = torch.float16, max_shard_size: str | None = None) -> Path:
     """Save `model.pipe` to `dest` (written to a temp folder beside it, then renamed into place).
 
     A model with a keyword vocabulary also gets `keywords.json` (and `meaning.safetensors`, the labels'
@@ -43,7 +43,8 @@ def export_model(model: LoadedModel, dest: Path, *, overwrite: bool = False,
         pipe = pipe.to(dtype=dtype)
     with tempfile.TemporaryDirectory(prefix=f".{dest.name}-", dir=dest.parent) as tmp:
         staged = Path(tmp) / "model"
-        pipe.save_pretrained(str(staged), safe_serialization=True)
+        shards = {"max_shard_size": max_shard_size} if max_shard_size else {}  # e.g. "15MB"
+        pipe.save_pretrained(str(staged), safe_serialization=True, **shards)
         if model.vocabulary is not None:  # keypaint reads it back from the folder (keyword expansion)
             model.vocabulary.save(staged / VOCABULARY)
             if model.vocabulary.meaning is not None:

@@ -22,8 +22,14 @@ def finetune_command(
     ],
     token: Annotated[str, typer.Option(help="The new word, e.g. xyzstyle: type it in prompts afterwards.")],
     method: Annotated[
-        str, typer.Option(help="lora, dreambooth (LoRA + prior preservation) or textual-inversion.")
-    ] = "lora",
+        str,
+        typer.Option(
+            help="auto (lora; on the built-in model the measured best), lora, dora (weight-decomposed "
+            "LoRA), loha, lokr (LyCORIS), b-lora (style or content block only), pivotal (LoRA + the word's "
+            "vectors), dreambooth (LoRA + prior preservation), textual-inversion, or full (the whole U-Net, "
+            "small bases)."
+        ),
+    ] = "auto",
     base: Annotated[
         str | None,
         typer.Option(
@@ -32,22 +38,33 @@ def finetune_command(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="File to write (default: <home>/loras/TOKEN.safetensors, embeddings/ for TI)."),
+        typer.Option(help="File to write (default: <home>/loras/TOKEN.safetensors, embeddings/ for TI; "
+                          "full: the folder <home>/models/TOKEN)."),
     ] = None,
     steps: Annotated[int, typer.Option(help="Training steps.")] = 500,
     lr: Annotated[
-        float | None, typer.Option(help="Learning rate (default: 1e-4 LoRA/DreamBooth, 5e-3 TI).")
+        float | None,
+        typer.Option(help="Learning rate (default: 1e-4 the LoRA methods, 5e-3 TI, 2e-5 full)."),
     ] = None,
-    rank: Annotated[int, typer.Option(help="LoRA rank (alpha = rank).")] = 8,
+    embedding_lr: Annotated[
+        float | None, typer.Option(help="pivotal: the word's vectors' learning rate (default 5e-3).")
+    ] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA-family rank, alpha = rank (default 8).")] = None,
     targets: Annotated[
-        str, typer.Option(help="LoRA layers: all (kohya's), attention, or cross-attention only.")
-    ] = "all",
+        str | None,
+        typer.Option(help="LoRA layers: all (kohya's, default), attention, or cross-attention only; "
+                          "b-lora: style (default), content or both."),
+    ] = None,
     resolution: Annotated[
         int | None, typer.Option(help="Training picture side in px (default: the model's).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Pictures per step.")] = 4,
-    vectors: Annotated[int, typer.Option(help="Textual inversion: vectors the token stands for.")] = 4,
-    init_word: Annotated[str, typer.Option(help="Textual inversion: start from this word.")] = "style",
+    vectors: Annotated[
+        int | None, typer.Option(help="textual-inversion, pivotal: vectors the token stands for (default 4).")
+    ] = None,
+    init_word: Annotated[
+        str | None, typer.Option(help="textual-inversion, pivotal: start from this word (default style).")
+    ] = None,
     class_prompt: Annotated[
         str | None, typer.Option(help="DreamBooth: what the pictures show in general, e.g. dog.")
     ] = None,
@@ -80,7 +97,7 @@ def finetune_command(
         Path | None, typer.Option(help="keypaint's data folder (default: $KEYPAINT_HOME)")
     ] = None,
 ) -> None:
-    """Train a LoRA or a textual-inversion embedding on a few pictures (CPU works; a GPU is faster)."""
+    """Train a LoRA (DoRA, LoHa, LoKr, B-LoRA), an embedding, both, or the whole U-Net on a few pictures."""
     from keypaint.finetune import FinetuneConfig, FinetuneError, Method
     from keypaint.finetune.train import finetune, plan
 
@@ -97,6 +114,7 @@ def finetune_command(
         run_dir=run_dir,
         steps=steps,
         lr=lr,
+        embedding_lr=embedding_lr,
         rank=rank,
         targets=targets,
         resolution=resolution,
@@ -122,6 +140,7 @@ def finetune_command(
     checked = plan(cfg)  # 1. options, pictures and paths, before any model loads
     captioned = sum(1 for image in checked.images.images if image.caption)
     stderr.print(f"{len(checked.images.images)} pictures ({captioned} with captions) -> {checked.out}")
+    chosen = checked.config.method
 
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -131,8 +150,9 @@ def finetune_command(
     result = finetune(cfg, log=lambda line: stderr.print(line, markup=False))
     if not result.main_process:  # `accelerate launch`: the main process reports
         return
-    use = "--embedding" if chosen is Method.TEXTUAL_INVERSION else "--lora"
-    suffix = "" if chosen is Method.TEXTUAL_INVERSION else ":0.8"
+    use, suffix = {Method.TEXTUAL_INVERSION: ("--embedding", ""), Method.FULL: ("--model", "")}.get(
+        chosen, ("--lora", ":0.8")
+    )
     minutes = result.seconds / 60
     console.print(
         f"{result.path}  [dim]{result.bytes / 1e6:.2f} MB, {result.steps} steps in {minutes:.1f} min "

@@ -2,7 +2,9 @@
 
 - A LoRA (the kohya layout `keypaint finetune` writes and A1111/ComfyUI use, or diffusers' peft layout) is
   loaded once with diffusers' `load_lora_weights` as a named peft adapter; each request weights the ones
-  it names with `set_adapters` and switches the others off.
+  it names with `set_adapters` and switches the others off (and those at weight 0). DoRA, LoHa and LoKr
+  files become peft adapters the same way (`adapter_layouts`), and the words bundled in a LoRA file
+  (A1111's `bundle_emb.*`, pivotal tuning) are used while the LoRA is and its word is in the prompt.
 - `<lora:NAME:WEIGHT>` in a prompt (A1111's syntax) names `<home>/loras/NAME.safetensors`; the tag is taken
   out of the text the encoder sees, as A1111 does.
 - An embedding (A1111 layout: `emb_params`, or `clip_l` + `clip_g` for SDXL) stands for its trigger word
@@ -20,6 +22,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from keypaint.core.adapter_layouts import LORA_ENDINGS, bundled_embeddings, layout, load_adapter
 from keypaint.core.params import GenerationParams, LoraRef, check_lora
 from keypaint.errors import InvalidParams, ModelError
 from keypaint.models.adapter_format import FinetuneInfo, kind_of_base_version, model_fingerprint
@@ -29,10 +34,10 @@ from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import keypaint_home
 from keypaint.prompts.embeddings import TextualInversion, mentioned
 
+LYCORIS = ("loha", "lokr")
 LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)
 SUFFIX = ".safetensors"
 NAME = re.compile(r"\w[\w .+-]*")  # a file stem in a keypaint folder: no separators, no leading dot
-_LORA_ENDINGS = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight")
 MAX_VECTORS = 64  # tokens one embedding may take
 
 
@@ -109,8 +114,10 @@ class AdapterFile:
 
 def read_lora_file(path: Path) -> AdapterFile:
     header = read_safetensors_header(path)
-    if not any(key.endswith(_LORA_ENDINGS) for key in header.tensors):
-        raise ModelError(f"{path.name}: not a LoRA (no lora_down/lora_up or lora_A/lora_B weights)")
+    if not any(key.endswith(LORA_ENDINGS) for key in header.tensors):
+        raise ModelError(
+            f"{path.name}: not a LoRA (no lora_down/lora_up, lora_A/lora_B, LoHa or LoKr weights)"
+        )
     return AdapterFile(path, header)
 
 
@@ -187,6 +194,7 @@ class Adapters:
         self.shipped_loras = shipped_loras
         self.max_loaded = max_loaded
         self._loras: OrderedDict[tuple[str, int, int], str] = OrderedDict()  # file stamp -> adapter name
+        self._bundles: dict[str, list[TextualInversion]] = {}  # adapter name -> the words bundled with it
         self._embeddings: dict[tuple[tuple[str, int, int], str], TextualInversion] = {}
         self._fingerprint: str | None = None
         self._counter = 0
@@ -203,9 +211,14 @@ class Adapters:
     def activate(self, params: GenerationParams) -> Active:
         """Load what `params` asks for (cached), weight its LoRAs, switch the others off."""
         plan = self._plan(params)
-        names = [self._load_lora(file) for file, _ in plan.loras]
+        names = [""] * len(plan.loras)
+        for i in sorted(range(len(names)), key=lambda i: layout(plan.loras[i][0].header.tensors) in LYCORIS):
+            names[i] = self._load_lora(plan.loras[i][0])  # LoRAs first: LoHa/LoKr layers wrap them
         self._use(names, [weight for _, weight in plan.loras])
         embeddings = [self._load_embedding(file, trigger) for file, trigger in plan.embeddings]
+        text = f"{plan.prompt}\n{plan.negative_prompt}"
+        bundled = [e for n, (_, w) in zip(names, plan.loras, strict=True) if w for e in self._bundles[n]]
+        embeddings += [e for e in bundled if mentioned(text, [e.token])]
         extra: dict[str, str] = {}
         if plan.loras:
             extra["Lora hashes"] = ", ".join(f"{f.path.stem}: {self._hash(f)[:10]}" for f, _ in plan.loras)
@@ -256,14 +269,21 @@ class Adapters:
     # 2. LoRAs as peft adapters
     def _load_lora(self, file: AdapterFile) -> str:
         stamp = file.stamp
-        if stamp in self._loras:
+        loaded = getattr(self.model.denoiser, "peft_config", None) or {}
+        if stamp in self._loras and self._loras[stamp] in loaded:  # (LoHa/LoKr may have been taken off)
             self._loras.move_to_end(stamp)
             return self._loras[stamp]
+        self._bundles.pop(self._loras.pop(stamp, ""), None)
         name = f"keypaint-{self._counter}"
         self._counter += 1
         state = load_safetensors(file.path)
+        bundled = [  # the words a pivotal-tuning LoRA carries, checked before its layers are loaded
+            TextualInversion(token, self._vectors(tensors, f"{file.path.name}'s {token}"), source=file.path,
+                             sha256=self._hash(file))
+            for token, tensors in bundled_embeddings(state).items()
+        ]
         try:
-            self.model.pipe.load_lora_weights(state, adapter_name=name)
+            load_adapter(self.model.pipe, state, name)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             self._delete(name)
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -271,6 +291,7 @@ class Adapters:
                 f"LoRA {file.path.name} does not fit {self.model.name} ({self.model.kind.value}): {reason}"
             ) from None
         self._loras[stamp] = name
+        self._bundles[name] = bundled
         while len(self._loras) > self.max_loaded:
             _, old = self._loras.popitem(last=False)
             self._delete(old)
@@ -280,13 +301,15 @@ class Adapters:
         pipe = self.model.pipe
         if not self._loras:
             return  # nothing of ours loaded: the model stays as it is (a LoRA under training, say)
-        if names:
+        names, weights = [n for n, w in zip(names, weights, strict=True) if w], [w for w in weights if w]
+        if names:  # weight 0 is off (a DoRA magnitude would act even at scale 0)
             pipe.enable_lora()
             pipe.set_adapters(names, adapter_weights=weights)
         else:
             pipe.disable_lora()
 
     def _delete(self, name: str) -> None:
+        self._bundles.pop(name, None)
         with contextlib.suppress(ValueError, KeyError, AttributeError):
             self.model.pipe.delete_adapters(name)  # a failed load may have left nothing to delete
 
@@ -295,7 +318,13 @@ class Adapters:
         key = (file.stamp, trigger)
         if key in self._embeddings:
             return self._embeddings[key]
-        tensors = load_safetensors(file.path)
+        vectors = self._vectors(load_safetensors(file.path), f"embedding {file.path.name}")
+        embedding = TextualInversion(trigger, vectors, source=file.path, sha256=self._hash(file))
+        self._embeddings[key] = embedding
+        return embedding
+
+    def _vectors(self, tensors: dict[str, torch.Tensor], what: str) -> tuple[torch.Tensor, ...]:
+        """An A1111 embedding's vectors, one (n, dim) per text encoder; ModelError if they do not fit."""
         encoders = [self.model.pipe.text_encoder]
         names = ["emb_params"]
         if self.model.kind.is_xl:
@@ -307,18 +336,15 @@ class Adapters:
         for encoder, name in zip(encoders, names, strict=True):
             if name not in tensors:
                 raise ModelError(
-                    f"embedding {file.path.name} has no {name} vectors, which "
-                    f"{self.model.name} ({self.model.kind.value}) needs"
+                    f"{what} has no {name} vectors, which {self.model.name} ({self.model.kind.value}) needs"
                 )
             tensor = tensors[name].float()
             tensor = tensor.unsqueeze(0) if tensor.dim() == 1 else tensor
             dim = int(encoder.get_input_embeddings().embedding_dim)
             if tensor.dim() != 2 or tensor.shape[-1] != dim or not 1 <= tensor.shape[0] <= MAX_VECTORS:
                 raise ModelError(
-                    f"embedding {file.path.name} has vectors of shape {tuple(tensor.shape)}, "
+                    f"{what} has vectors of shape {tuple(tensor.shape)}, "
                     f"but {self.model.name} ({self.model.kind.value}) takes (n, {dim})"
                 )
             vectors.append(tensor)
-        embedding = TextualInversion(trigger, tuple(vectors), source=file.path, sha256=self._hash(file))
-        self._embeddings[key] = embedding
-        return embedding
+        return tuple(vectors)

@@ -23,17 +23,18 @@ TARGETS: dict[str, str | list[str]] = {  # peft target_modules: module-name suff
 
 
 def add_lora(
-    unet: torch.nn.Module, rank: int, seed: int, targets: str | list[str] = "all"
+    unet: torch.nn.Module, rank: int, seed: int, targets: str | list[str] = "all", *, use_dora: bool = False
 ) -> list[torch.nn.Parameter]:
-    """Freeze the U-Net and add LoRA layers; returns them, fp32.
+    """Freeze the U-Net and add LoRA layers (DoRA's with `use_dora`); returns them, fp32.
 
     B starts at 0, so training starts at the base model; A is drawn from N(0, 1/rank^2) (peft's "gaussian"
-    init) with a generator of its own, so the same seed gives the same run.
+    init) with a generator of its own, so the same seed gives the same run. `targets`: a key of TARGETS,
+    peft's full-match regex, or module-name suffixes. DoRA's magnitudes start as the weights' row norms.
     """
     unet.requires_grad_(False)
     config = LoraConfig(
-        r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-        target_modules=TARGETS[targets] if isinstance(targets, str) else targets,
+        r=rank, lora_alpha=rank, init_lora_weights="gaussian", use_dora=use_dora,
+        target_modules=TARGETS.get(targets, targets) if isinstance(targets, str) else targets,
     )
     unet.add_adapter(config, adapter_name=ADAPTER)
     generator = torch.Generator().manual_seed(seed)
@@ -50,16 +51,18 @@ def add_lora(
 
 
 def lora_state(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
-    """The LoRA weights in peft's layout (`...to_q.lora_A.weight`), fp32 on the CPU: what checkpoints hold."""
+    """The adapter's weights in peft's layout (`...to_q.lora_A.weight`, `...hada_w1_a`), fp32 on the CPU:
+    what checkpoints hold."""
     state = get_peft_model_state_dict(unet, adapter_name=ADAPTER)
     return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
 
 
 def load_lora_state(unet: UNet2DConditionModel, state: dict[str, torch.Tensor]) -> None:
     result = set_peft_model_state_dict(unet, state, adapter_name=ADAPTER)
-    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    parts = ("lora_", "hada_", "lokr_")
+    missing = [k for k in getattr(result, "missing_keys", []) if any(p in k for p in parts)]
     if missing:
-        raise ValueError(f"checkpoint lacks LoRA weights {missing[:3]}")
+        raise ValueError(f"checkpoint lacks adapter weights {missing[:3]}")
 
 
 def kohya_state(

@@ -23,9 +23,11 @@ def settings_of(cfg: FinetuneConfig, resolution: int) -> dict[str, Any]:
         "timesteps": [cfg.min_timestep, cfg.max_timestep],
     }
     if cfg.method.makes_lora:
-        settings.update(rank=cfg.rank, alpha=cfg.rank, targets=cfg.targets)
-    else:
-        settings.update(vectors=cfg.vectors, init_word=cfg.init_word)
+        settings.update(rank=cfg.lora_rank, alpha=cfg.lora_rank, targets=cfg.lora_targets)
+    if cfg.method.trains_vectors:
+        settings.update(vectors=cfg.vector_count, init_word=cfg.start_word)
+    if cfg.method is Method.PIVOTAL:
+        settings.update(embedding_lr=cfg.embedding_learning_rate)
     if cfg.method is Method.DREAMBOOTH:
         settings.update(
             class_prompt=cfg.class_prompt, class_images=cfg.class_images, prior_weight=cfg.prior_weight

@@ -3,10 +3,10 @@
 Stages: 1. check the options, the pictures and the paths (before any model loads); 2. load the base
 model; 3. (DreamBooth) paint the missing class pictures; 4. encode the pictures once with the model's
 VAE (posterior mean and std: every step draws a fresh latent sample, as SD's training does); 5. set up
-what is trained (LoRA layers or new token vectors); 6. the denoising loop with SD's objective and Min-SNR
-weighting (SD3/Flux: a LoRA on the transformer with the rectified-flow objective, `finetune.flow`),
-resumable checkpoints and sample pictures; 7. write the small output file with its metadata, never over
-an existing file.
+what is trained (`finetune.trainable`: adapter layers, new token vectors, both, or the whole U-Net); 6. the
+denoising loop with SD's objective and Min-SNR weighting (SD3/Flux: a LoRA on the transformer with the
+rectified-flow objective, `finetune.flow`), resumable checkpoints and sample pictures; 7. write the output
+file (a model folder for `full`) with its metadata, never over an existing one.
 
 Each step's random draws come from a CPU generator seeded by (seed, step, process), so a run resumed after a
 kill takes exactly the steps the uninterrupted run would have taken. Under `accelerate launch` each process
@@ -32,19 +32,14 @@ from keypaint.finetune.conditioning import conditioner
 from keypaint.finetune.config import FinetuneConfig, FinetuneError, Method
 from keypaint.finetune.data import ImageSet, read_images
 from keypaint.finetune.dreambooth import class_caption, class_pictures, make_class_pictures
-from keypaint.finetune.flow import FLOW_TARGETS, FlowObjective, flow_lora_tensors
-from keypaint.finetune.lora import ADAPTER, add_lora, kohya_state, load_lora_state, lora_state, remove_lora
+from keypaint.finetune.flow import FlowObjective
+from keypaint.finetune.full import check_base, folder_bytes, write_model_folder
 from keypaint.finetune.output import device_name, settings_of, write_new_file
 from keypaint.finetune.samples import SamplePainter
-from keypaint.finetune.textual_inversion import (
-    embedding_tensors,
-    initial_vectors,
-    load_vectors_state,
-    vectors_state,
-)
-from keypaint.models.adapter_format import FinetuneInfo, embedding_header, lora_header, model_fingerprint
+from keypaint.finetune.trainable import Trainable, setup
+from keypaint.models.adapter_format import FinetuneInfo, model_fingerprint
 from keypaint.models.loaded import LoadedModel
-from keypaint.models.registry import BUILTIN_ALIASES, keypaint_home, resolve_model
+from keypaint.models.registry import BUILTIN_ALIASES, keypaint_home, models_dir, resolve_model
 from keypaint.training.checkpoint import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
 from keypaint.training.common import Schedule, average_gradients, make_accelerator
 from keypaint.training.latents import encode_latents
@@ -71,7 +66,7 @@ class Plan:
 
 @dataclass
 class FinetuneResult:
-    path: Path  # the LoRA or embedding written
+    path: Path  # the LoRA or embedding written (full: the model folder)
     method: str
     token: str
     steps: int
@@ -86,12 +81,17 @@ class FinetuneResult:
 
 
 def plan(cfg: FinetuneConfig) -> Plan:
-    """Check everything that needs no model: options, pictures, output file, run folder, base model path."""
+    """Check everything that needs no model: options, pictures, output file, run folder, base model path.
+    `--method auto` is resolved here: the plan's config names the method that will run."""
+    cfg = cfg.resolved()
     cfg.check()
     images = read_images(cfg.images)
     home = cfg.home or keypaint_home()
-    folder = embeddings_dir(home) if cfg.method is Method.TEXTUAL_INVERSION else loras_dir(home)
-    out = cfg.out or folder / f"{cfg.token}.safetensors"
+    if cfg.method is Method.FULL:
+        out = cfg.out or models_dir(home) / cfg.token
+    else:
+        folder = embeddings_dir(home) if cfg.method is Method.TEXTUAL_INVERSION else loras_dir(home)
+        out = cfg.out or folder / f"{cfg.token}.safetensors"
     run_dir = cfg.run_dir or home / "finetune" / f"{cfg.token}-{cfg.method.value}"
     if out.exists():
         raise FinetuneError(
@@ -111,7 +111,9 @@ def plan(cfg: FinetuneConfig) -> Plan:
             f"{cfg.class_dir}: no class pictures; add some, or give --class-prompt to paint them"
         )
     if cfg.base is not None and cfg.base not in BUILTIN_ALIASES:
-        resolve_model(cfg.base, home)  # a missing model fails here, before any loading
+        base = resolve_model(cfg.base, home)  # a missing model fails here, before any loading
+        if cfg.method is Method.FULL:
+            check_base(base)  # too large to train whole: refused from its headers
     return Plan(cfg, images, out, run_dir)
 
 
@@ -130,12 +132,15 @@ def finetune(
     """
     started = time.perf_counter()
     checked = plan(cfg)
-    run_dir = checked.run_dir
+    asked, cfg, run_dir = cfg.method, checked.config, checked.run_dir
+    handed_in = model is not None
     cpu = cfg.cpu if model is None else model.denoiser.device.type != "cuda"
     accelerator = make_accelerator(run_dir, cpu=cpu)
     device, main = accelerator.device, accelerator.is_main_process
     if not main:
         log = _silent
+    if asked is Method.AUTO:
+        log(f"--method auto chose {cfg.method.value} for {cfg.base or 'the built-in model'}")
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = read_checkpoint(latest_checkpoint(run_dir)) if cfg.resume else None  # type: ignore[arg-type]
     if ckpt is not None and ckpt.state.get("identity") != cfg.identity():
@@ -154,14 +159,14 @@ def finetune(
         )
     if model.kind.is_flow and cfg.method is not Method.LORA:  # before any picture is encoded or painted
         raise FinetuneError(f"{model.name} is a {model.kind.value} model: keypaint finetune trains LoRAs on "
-                            "SD3 and Flux (--method lora); DreamBooth's prior and textual inversion are for "
-                            "the U-Net models")
+                            "SD3 and Flux (--method lora); the other methods are for the U-Net models")
     fingerprint = model_fingerprint(model)
     resolution = cfg.resolution or model.native_size
     note = checked.images.note(resolution)
     if note:
         log(note)
     captions = [cfg.caption(image.caption) for image in checked.images.images]
+    trained: Trainable | None = None
 
     try:
         # 3. prior pictures (DreamBooth's class), the missing ones painted by the untouched base model
@@ -198,7 +203,7 @@ def finetune(
             float(getattr(vae.config, "shift_factor", None) or 0.0),
         )
 
-        # 5. what is trained (SD3/Flux: LoRA on the transformer, finetune.flow's objective)
+        # 5. what is trained (finetune.trainable; SD3/Flux: a LoRA on the transformer, finetune.flow)
         unet = model.denoiser
         flow = FlowObjective(model, device) if model.kind.is_flow else None
         for encoder in (
@@ -208,24 +213,12 @@ def finetune(
         ):
             if encoder is not None:
                 encoder.requires_grad_(False).eval()
-        vectors: list[torch.nn.Parameter] = []
-        if cfg.method.makes_lora:
-            params = add_lora(unet, cfg.rank, cfg.seed, cfg.targets if flow is None else FLOW_TARGETS)
-            if ckpt is not None:
-                load_lora_state(unet, ckpt.model)
-        else:
-            unet.requires_grad_(False)
-            vectors = [
-                torch.nn.Parameter(v.data.to(device))
-                for v in initial_vectors(model, cfg.init_word, cfg.vectors)
-            ]
-            if ckpt is not None:
-                load_vectors_state(vectors, ckpt.model)
-            params = list(vectors)
+        trained = setup(cfg, model, device, keep_original=handed_in)
+        if ckpt is not None:
+            trained.load(ckpt.model)
+        params, vectors = trained.params, trained.vectors
         unet.train()
-        optimizer = torch.optim.AdamW(
-            params, lr=cfg.learning_rate, weight_decay=1e-2 if cfg.method.makes_lora else 0.0
-        )
+        optimizer = torch.optim.AdamW(trained.groups, lr=cfg.learning_rate)
         if ckpt is not None:
             optimizer.load_state_dict(ckpt.optimizer)
         schedule = Schedule(cfg.steps, None, cfg.learning_rate, min(cfg.warmup_steps, cfg.steps))
@@ -294,8 +287,7 @@ def finetune(
             return _update(loss, params, optimizer, len(z), accelerator)
 
         def save(state: dict[str, Any]) -> None:
-            trained = lora_state(unet) if cfg.method.makes_lora else vectors_state(vectors)
-            save_checkpoint(run_dir, Checkpoint(trained, {}, optimizer.state_dict(), state))
+            save_checkpoint(run_dir, Checkpoint(trained.state(), {}, optimizer.state_dict(), state))
 
         def paint_samples(index: int) -> None:
             if main and cfg.sample_every and (index % cfg.sample_every == 0 or index == cfg.steps):
@@ -321,22 +313,19 @@ def finetune(
             base_kind=model.kind.value,
             steps=cfg.steps,
             images=checked.images.manifest(),
-            settings=settings_of(cfg, resolution),
+            settings={**settings_of(cfg, resolution), **trained.settings()},
             seconds=round(end.elapsed_s, 1),
             device=device_name(device),
             version=package_version("keypaint"),
         )
-        if flow is not None:
-            tensors = flow_lora_tensors(lora_state(unet))
-            header = lora_header(info, model.kind, cfg.rank, float(cfg.rank))
-        elif cfg.method.makes_lora:
-            tensors = kohya_state(lora_state(unet))
-            header = lora_header(info, model.kind, cfg.rank, float(cfg.rank))
+        if cfg.method is Method.FULL:
+            if main:  # before the model is given back its own weights
+                write_model_folder(model, checked.out, info.to_header())
         else:
-            tensors, header = embedding_tensors(model, vectors), embedding_header(info, model.kind)
+            tensors, header = trained.file(info)
     finally:
-        _give_back(model)
-    if main:
+        _give_back(model, trained)
+    if main and cfg.method is not Method.FULL:
         write_new_file(checked.out, tensors, header)
     accelerator.wait_for_everyone()
     result = FinetuneResult(
@@ -346,7 +335,7 @@ def finetune(
         steps=end.step,
         seconds=time.perf_counter() - started,
         train_seconds=end.seconds,
-        bytes=checked.out.stat().st_size,
+        bytes=folder_bytes(checked.out) if checked.out.is_dir() else checked.out.stat().st_size,
         loss=end.loss,
         device=info.device,
         samples=samples,
@@ -376,9 +365,8 @@ def _update(loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer: tor
     return StepResult(loss, pictures)
 
 
-def _give_back(model: LoadedModel) -> None:
-    """The model as it was: no training adapter, eval mode (whatever happened to the run)."""
-    unet = model.denoiser
-    if ADAPTER in (getattr(unet, "peft_config", None) or {}):
-        remove_lora(unet)
-    unet.eval()
+def _give_back(model: LoadedModel, trained: Trainable | None) -> None:
+    """The model as it was: no training adapter, its own weights, eval mode (whatever happened to the run)."""
+    if trained is not None:
+        trained.give_back()
+    model.denoiser.eval()

@@ -125,8 +125,8 @@ class TrainingLoop:
             elapsed = self.elapsed()
             if cadence.max_minutes and self._out_of_time(elapsed):
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.lr_at(self.step, elapsed)
+            for group in optimizer.param_groups:  # a group's "lr_scale": its rate relative to the schedule's
+                group["lr"] = schedule.lr_at(self.step, elapsed) * group.get("lr_scale", 1.0)
             result = step(self.step)
             self.step += 1
             meter.add(result.items * accelerator.num_processes)
