@@ -81,18 +81,22 @@ def run(args: argparse.Namespace) -> None:
             model=painter.model, progress=False,
         )
         minutes = (time.perf_counter() - start) / 60
-        meta = {"tag": args.tag, "method": args.method, "options": options, "device": device,
+        meta = {"tag": args.tag, "method": result.method, "options": options, "device": device,
                 "train_minutes": minutes, "train_steps_minutes": result.train_seconds / 60,
                 "file": str(result.path), "bytes": result.bytes, "loss": result.loss, "names": names,
                 "token": style["token"], "variants": {}}
-        is_lora = result.path.suffix == ".safetensors" and "embeddings" not in result.path.parts
+        full = result.method == Method.FULL.value  # a model folder: painted by a painter of its own
+        is_lora = not full and "embeddings" not in result.path.parts
+        tuned = (
+            Painter.load(str(result.path), device=painter.device, dtype="fp32", home=home) if full else None
+        )
         for weight in args.weights if is_lora else [1.0]:
             adapters: dict = (
-                {"loras": (LoraRef(str(result.path), weight),)} if is_lora
+                {} if full else {"loras": (LoraRef(str(result.path), weight),)} if is_lora
                 else {"embeddings": (str(result.path),)}
             )
             start = time.perf_counter()
-            images, _ = paint_names(painter, names, steps=args.gen_steps, seed=args.seed,
+            images, _ = paint_names(tuned or painter, names, steps=args.gen_steps, seed=args.seed,
                                     token=style["token"], **adapters)
             tag = f"w{weight:g}"
             _save(folder / tag, images)

@@ -67,7 +67,7 @@ def judge(args: argparse.Namespace) -> list[dict]:
             classifier.save(cached, {"real": str(style_dir / "real")})
         for recipe in recipes:
             meta = json.loads((recipe / "meta.json").read_text())
-            base_dir = recipe / "base" if (recipe / "base").is_dir() else recipes[0] / "base"
+            base_dir = next(r / "base" for r in [recipe, *recipes] if (r / "base").is_dir())
             painted = {tag: _load(recipe / tag) for tag in meta["variants"]}
             report, _ = judge_style(scorer, sets, classifier, _load(base_dir), painted)
             for tag, values in report.variants.items():

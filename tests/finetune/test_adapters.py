@@ -53,7 +53,7 @@ def test_saved_file_computes_what_the_trained_layers_computed(
     before = unet_output(painter)
     trained: list[torch.Tensor] = []
 
-    def last_step(step: int) -> None:  # the live peft layers (fp32) after the last optimiser step
+    def last_step(step: int, loss: float) -> None:  # the live peft layers (fp32) after the last step
         if step == 2:
             trained.append(unet_output(painter))
 

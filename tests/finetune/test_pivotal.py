@@ -67,7 +67,7 @@ def test_saved_pivotal_file_computes_what_training_computed(home: Path, pictures
     trained: list[torch.Tensor] = []
     cfg = config(home, pictures, sample_every=2, sample_prompt="red disc, zqstyle")
 
-    def last_step(step: int) -> None:  # the live LoRA and vectors: the sample embedding file is this step's
+    def last_step(step: int, loss: float) -> None:  # the live LoRA and vectors (= the sample file)
         if step == 2:
             from keypaint.prompts.embeddings import TextualInversion
             from keypaint.prompts.encode import encode_prompts
@@ -103,7 +103,7 @@ def test_killed_pivotal_run_resumes_to_the_same_file(home: Path, pictures: Path,
     cfg = config(home, pictures, steps=4, checkpoint_every=2, out=tmp_path / "resumed.safetensors",
                  run_dir=tmp_path / "resumed")
 
-    def kill(step: int) -> None:
+    def kill(step: int, loss: float) -> None:
         if step == 3:
             raise KeyboardInterrupt
 

@@ -83,7 +83,7 @@ def test_upload_trains_a_lora_through_the_queue(serve, tmp_path: Path) -> None: 
     assert home is not None
     with site.client() as client:
         options = client.get("/api/finetune").json()
-        assert options["methods"] == [m.value for m in Method] and options["default_method"] == "lora"
+        assert options["methods"] == [m.value for m in Method] and options["default_method"] == "auto"
         assert options["max_steps"] == 400 and options["unavailable"] is None
         form = client.get("/openapi.json").json()["paths"]["/api/finetune"]["post"]["requestBody"]
         assert "multipart/form-data" in form["content"]
@@ -180,7 +180,7 @@ def test_bad_input_is_refused_before_anything_is_queued(site: Running) -> None:
         (pictures(), {"token": "zqword"}, 409, "token: 'zqword': this server already has an embedding"),
         (pictures(), {"token": "keypaint-lcm"}, 409, "already has a LoRA"),
         (pictures(), {"token": "Fruit"}, 409, "token: 'Fruit' is a keyword tiny-sd1 already knows"),
-        (pictures(), {"method": "magic"}, 422, "method: unknown method 'magic'; this server knows lora"),
+        (pictures(), {"method": "magic"}, 422, "method: unknown method 'magic'; this server knows auto"),
         (pictures(), {"method": "dreambooth"}, 422, "method: dreambooth needs class_prompt"),
         (pictures(), {"steps": "401"}, 422, "steps: 401 is over this server's limit of 400"),
         (pictures(), {"steps": "0"}, 422, "steps: must be a whole number within [1,"),
