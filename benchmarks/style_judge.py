@@ -68,13 +68,15 @@ def judge(args: argparse.Namespace) -> list[dict]:
         for recipe in recipes:
             meta = json.loads((recipe / "meta.json").read_text())
             base_dir = next(r / "base" for r in [recipe, *recipes] if (r / "base").is_dir())
-            painted = {tag: _load(recipe / tag) for tag in meta["variants"]}
-            report, _ = judge_style(scorer, sets, classifier, _load(base_dir), painted)
+            painted = {tag: _pick(_load(recipe / tag), order, sets.names) for tag in meta["variants"]}
+            base = _pick(_load(base_dir), order, sets.names)
+            report, _ = judge_style(scorer, sets, classifier, base, painted)
             for tag, values in report.variants.items():
                 rows.append({
                     "recipe": meta["tag"], "method": meta["method"], "options": meta["options"],
                     "style": style, "variant": tag, **values,
-                    "instrument": report.instrument, "real_top5": report.real["top5"],
+                    "instrument": report.instrument, "names": len(sets.names), "left_out": sets.left_out,
+                    "real_top5": report.real["top5"],
                     "base": report.base, "train_minutes": meta["train_minutes"], "device": meta["device"],
                     "seconds_per_picture": meta["variants"][tag]["seconds_per_picture"],
                 })
@@ -96,6 +98,11 @@ def markdown(rows: list[dict]) -> str:
             f"{r['train_minutes']:.1f} | {r['device']} |"
         )
     return "\n".join(lines)
+
+
+def _pick(images: list[Image.Image], order: dict[str, int], names: list[str]) -> list[Image.Image]:
+    """The pictures of `names`, from a list painted in `order`'s order."""
+    return [images[order[name]] for name in names]
 
 
 def _load(folder: Path) -> list[Image.Image]:

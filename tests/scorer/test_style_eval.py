@@ -78,3 +78,23 @@ def test_real_in_style_pictures_adopt_fully_and_keep_all_content(
     assert picture_rows([real, flat]).size == (64 * len(real), 2 * 64 + 4)
     with pytest.raises(KeypaintError, match="pictures for"):
         judge_style(Scorer.load(trained), sets, classifier, flat[:1], {}, size=32)
+
+
+def test_a_monochrome_style_leaves_out_names_the_base_draws_in_monochrome(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    ink = tmp_path / "ink"  # the outline squares in black ink: a monochrome target style
+    ink.mkdir()
+    for record in load_folder(folders["target"]):
+        inked = Image.open(record.path).convert("L").point(lambda v: 0 if v < 250 else 255)
+        inked.save(ink / record.path.name)
+    shutil.copy(folders["target"] / "metadata.jsonl", ink / "metadata.jsonl")
+    evaluated = {"red square", "green square", "black square"}
+    heldout = [r for r in load_folder(folders["heldout"]) if r.fields["label"] in evaluated]
+    base = load_folder(folders["base"])
+    sets = style_sets(load_folder(ink), heldout, base)
+    assert sets.left_out == ("black square",)  # flat black squares are already ink on white
+    assert sets.names == ["red square", "green square"]
+    assert not any(r.fields["label"] == "black square" for r in sets.base + sets.target)
+    assert style_sets(load_folder(ink), heldout, base, monochrome_names=True).left_out == ()
+    assert style_sets(load_folder(folders["target"]), heldout, base).left_out == ()  # a colour style

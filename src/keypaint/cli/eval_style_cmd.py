@@ -54,6 +54,9 @@ def style_command(
     steps: Annotated[int, typer.Option(help="Denoising steps per picture.")] = 20,
     seed: Annotated[int, typer.Option(help="Name i is painted with seed + i.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Only the first N names.")] = None,
+    monochrome_names: Annotated[
+        bool, typer.Option(help="Keep names the base draws in monochrome too (left out when the style is).")
+    ] = False,
     grid: Annotated[int, typer.Option(help="Names shown in style.png.")] = 10,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
@@ -94,6 +97,7 @@ def style_command(
     sets = style_sets(
         load_folder(real, check_images=False), load_folder(heldout, check_images=False),
         base_records or load_folder(heldout, check_images=False), limit=limit,
+        monochrome_names=monochrome_names or not base_records,
     )
     if not base_records:  # the label space comes from the scorer that ships its labels
         labels_file = (scorer or BUILTIN_DIR) / "labels.txt"
@@ -121,7 +125,8 @@ def style_command(
     report, rows = evaluate_style(painter, judge, sets, instrument, token, variants, steps=steps, seed=seed)
     report.extra.update({
         "model": painter.model.name, "model_hash": painter.model.short_hash, "token": token,
-        "names": len(sets.names), "steps": steps, "seed": seed, "device": str(painter.device),
+        "names": len(sets.names), "left_out": list(sets.left_out), "steps": steps, "seed": seed,
+        "device": str(painter.device),
     })
     out.mkdir(parents=True, exist_ok=True)
     (out / "style.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -32,6 +33,7 @@ from keypaint.scorer.style_classifier import StyleClassifier, train_style_classi
 if TYPE_CHECKING:
     from keypaint.core.painter import Painter
 
+MONOCHROME = 15.0  # Hasler and Süsstrunk's colourfulness M below this: "not" to "slightly colourful"
 REAL_SHARE_MIN = 0.95  # the instrument must see the style in at least this share of its real pictures
 BASE_SHARE_MAX = 0.05  # ... and in at most this share of the base model's pictures
 
@@ -44,6 +46,7 @@ class StyleSets:
     heldout: list[Record]  # the target style, one picture per evaluated name: the content reference
     base: list[Record]  # the base model's training data (its styles), evaluated names left out
     label_space: tuple[str, ...] = ()  # names are ranked among these (and themselves); () = base's labels
+    left_out: tuple[str, ...] = ()  # held-out names not evaluated: the base draws them in monochrome too
 
     @property
     def names(self) -> list[str]:
@@ -60,18 +63,41 @@ class StyleSets:
 
 
 def style_sets(
-    target: list[Record], heldout: list[Record], base: list[Record], *, limit: int | None = None
+    target: list[Record],
+    heldout: list[Record],
+    base: list[Record],
+    *,
+    limit: int | None = None,
+    monochrome_names: bool = False,
 ) -> StyleSets:
-    """Keep one held-out picture per name (the first `limit` names) and drop those names elsewhere."""
+    """Keep one held-out picture per name (the first `limit` names) and drop those names elsewhere.
+
+    When the target style is monochrome (the median colourfulness of its real pictures is below
+    MONOCHROME), names that the base's own real pictures already draw in monochrome (a spider, fog) are
+    left out unless `monochrome_names`: no classifier can tell from such a picture whether the style was
+    taken. `StyleSets.left_out` lists them.
+    """
     first: dict[str, Record] = {}
     for record in heldout:
         first.setdefault(record_label(record), record)
-    kept = list(first.values())[:limit]
-    names = {record_label(r) for r in kept}
+    kept = list(first.values())
+    left_out: list[str] = []
+    if not monochrome_names and base and _median_colourfulness(target[:200]) < MONOCHROME:
+        by_name: dict[str, list[Record]] = {}
+        for record in base:
+            by_name.setdefault(record_label(record), []).append(record)
+        grey = {
+            name for name in first if name in by_name and _median_colourfulness(by_name[name]) < MONOCHROME
+        }
+        left_out = [record_label(r) for r in kept if record_label(r) in grey]
+        kept = [r for r in kept if record_label(r) not in grey]
+    kept = kept[:limit]
+    names = {record_label(r) for r in kept} | set(left_out)
     sets = StyleSets(
         target=[r for r in target if record_label(r) not in names],
         heldout=kept,
         base=[r for r in base if record_label(r) not in names],
+        left_out=tuple(left_out),
     )
     for what, records in (("held-out", sets.heldout), ("target-style", sets.target), ("base", sets.base)):
         if len(records) < 2:
@@ -227,6 +253,9 @@ def report_markdown(report: StyleReport, token: str) -> str:
         per_picture = f"{v['seconds_per_picture']:.2f}" if "seconds_per_picture" in v else "-"
         lines.append(f"| {name} | {v['adoption']:.0%} | {v['top5']:.2f} | {v['content_ratio']:.2f} | "
                      f"{per_picture} |")
+    if report.extra.get("left_out"):
+        lines += ["", "Left out (the base's own pictures of them are monochrome too): "
+                  + ", ".join(report.extra["left_out"]) + "."]
     return "\n".join(lines)
 
 
@@ -239,6 +268,27 @@ def picture_rows(rows: list[list[Image.Image]], tile: int = 64, gap: int = 4) ->
             small = image.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS)
             out.paste(small, (c * tile, r * (tile + gap)))
     return out
+
+
+def colourfulness(image: Image.Image) -> float:
+    """Hasler and Süsstrunk's (2003) M of a picture flattened on white (0 for pure greys)."""
+    rgb = np.asarray(_flat(image), dtype=np.float64)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _median_colourfulness(records: list[Record]) -> float:
+    values = []
+    for record in records:
+        with Image.open(record.path) as image:
+            values.append(colourfulness(image))
+    return float(np.median(values)) if values else float("inf")
+
+
+def _flat(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
 
 
 def _pictures(records: list[Record]) -> list[Image.Image]:
