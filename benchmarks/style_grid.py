@@ -18,6 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--gen-steps", type=int, default=20)
     parser.add_argument("--styles", nargs="*", default=None)
     parser.add_argument("--no-base", action="store_true", help="do not paint the base model's pictures")
+    parser.add_argument("--prior", type=int, default=0,
+                        help="the base model's own pictures of N other labels as the prior (class) set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> None:
         options = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "rank": args.rank,
                                       "targets": args.targets, "batch_size": args.batch_size}.items()
                    if v is not None}
+        if args.prior:
+            options["class_dir"] = paint_prior(painter, args, names, sources)
         start = time.perf_counter()
         result = finetune(
             FinetuneConfig(images=args.data / style_name / "train", token=style["token"],
@@ -81,7 +86,9 @@ def run(args: argparse.Namespace) -> None:
             model=painter.model, progress=False,
         )
         minutes = (time.perf_counter() - start) / 60
-        meta = {"tag": args.tag, "method": result.method, "options": options, "device": device,
+        meta = {"tag": args.tag, "method": result.method,
+                "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
+                "device": device,
                 "train_minutes": minutes, "train_steps_minutes": result.train_seconds / 60,
                 "file": str(result.path), "bytes": result.bytes, "loss": result.loss, "names": names,
                 "token": style["token"], "variants": {}}
@@ -104,6 +111,27 @@ def run(args: argparse.Namespace) -> None:
         (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         print(json.dumps({"style": style_name, "tag": args.tag, "train_minutes": round(minutes, 2)}),
               flush=True)
+
+
+def paint_prior(painter: Any, args: argparse.Namespace, names: list[str], sources: dict) -> Path:
+    """The base model's own pictures of other labels, captioned: the prior that keeps what words mean."""
+    import random
+
+    from keypaint.scorer.model import BUILTIN_DIR
+    from keypaint.scorer.style_eval import paint_names
+
+    folder = args.out / args.tag / "prior"
+    if folder.is_dir():
+        return folder
+    labels = (BUILTIN_DIR / "labels.txt").read_text(encoding="utf-8").splitlines()
+    used = set(names) | {label for style in sources["styles"].values() for label in style["train"]}
+    chosen = random.Random(args.seed).sample([label for label in labels if label not in used], args.prior)
+    images, _ = paint_names(painter, chosen, steps=args.gen_steps, seed=args.seed + 100_000)
+    folder.mkdir(parents=True)
+    for i, (label, image) in enumerate(zip(chosen, images, strict=True)):
+        image.save(folder / f"prior-{i:03d}.png")
+        (folder / f"prior-{i:03d}.txt").write_text(label + "\n", encoding="utf-8")
+    return folder
 
 
 def _save(folder: Path, images: list) -> None:
