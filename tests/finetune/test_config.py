@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keypaint.finetune import FinetuneConfig, FinetuneError, Method
-from keypaint.finetune.config import AUTO_BUILTIN
+from keypaint.finetune.config import AUTO_BUILTIN, AUTO_BUILTIN_LR
 
 
 def test_auto_picks_by_the_base_model() -> None:
@@ -21,6 +21,9 @@ def test_auto_picks_by_the_base_model() -> None:
         assert replace(cfg, base=checkpoint).resolved().method is Method.LORA
     assert replace(cfg, base="v1-5", method=Method.LOKR).resolved().method is Method.LOKR  # as asked
     assert cfg.identity()["method"] == AUTO_BUILTIN.value  # a resumed run compares the method that ran
+    assert cfg.resolved().learning_rate == AUTO_BUILTIN_LR  # the rate measured best on the built-in model
+    assert replace(cfg, lr=5e-5).resolved().learning_rate == 5e-5  # unless one is given
+    assert replace(cfg, base="v1-5").resolved().learning_rate == Method.LORA.default_lr
 
 
 def test_each_method_has_its_defaults() -> None:
