@@ -117,6 +117,21 @@ def framing_check(painter: Painter, data: Path, character: dict) -> dict[str, fl
     return {"references": float(sum(errors[:-1]) / len(references)), "subject_picture": errors[-1]}
 
 
+def base_checks(painter: Painter, scorer: Scorer, data: Path, character: dict,
+                args: argparse.Namespace) -> dict:
+    """What needs no training: `framing_check`, and the subject similarity of the base model's pictures
+    of the class in the subject's own style ("cat face, noto style"): the score of a model that draws
+    the source emoji and not the character (the accessory is what it lacks)."""
+    from keypaint.data.captions import style_keyword
+
+    folder = data / character["name"] / "train"
+    ref = scorer.image_features([Image.open(p) for p in sorted(folder.glob("*.png"))])
+    prompt = f"{character['class']}, {style_keyword(character['subject_style'])}"
+    own, _ = paint(painter, [prompt] * args.seeds, args.seed, args.gen_steps)
+    return {"low_noise_error": framing_check(painter, data, character),
+            "subject_base_own_style": subject(scorer, own, ref)}
+
+
 def check_style_instrument(scorer: Scorer, data: Path) -> dict[str, float]:
     """The style check on real pictures of each style: its accuracy where the answer is known."""
     folders = {style: data / "styles" / style for style in style_names()}
@@ -173,11 +188,12 @@ def run_character(
     entry: dict = {
         "token": token,
         "class": cls,
+        "subject_style": character["subject_style"],
         "method": args.method,
         "prompt": prompt,
         "references_self_similarity": self_similarity(ref),
         "references_top5": fidelity(scorer, references, [cls] * len(references), labels),
-        "low_noise_error": framing_check(painter, args.data, character),
+        **base_checks(painter, scorer, args.data, character, args),
         "train_minutes": train_minutes,
         "file_bytes": result.bytes,
         "final_loss": result.loss,
@@ -238,7 +254,8 @@ def table(results: dict) -> str:
     lines += [""] + [
         f"{name}: the base model's low-noise error (t=50) on its 5 pictures "
         f"{e['low_noise_error']['references']:.2f}, on its subject's real emoji picture "
-        f"{e['low_noise_error']['subject_picture']:.2f}"
+        f"{e['low_noise_error']['subject_picture']:.2f}; subject similarity of the base model's "
+        f"\"{e['class']}, {e['subject_style']} style\" {e['subject_base_own_style']:.3f}"
         for name, e in results["characters"].items()
     ]
     lines += ["", "style check on real pictures: " + ", ".join(
@@ -267,14 +284,14 @@ def run(args: argparse.Namespace) -> dict:
     for character in manifest["characters"]:
         if args.characters and character["name"] not in args.characters:
             continue
-        if args.framing_only:
-            print(character["name"], json.dumps(framing_check(painter, args.data, character)))
+        if args.checks_only:
+            print(character["name"], json.dumps(base_checks(painter, scorer, args.data, character, args)))
             continue
         entry, rows = run_character(painter, scorer, character, args, labels)
         results["characters"][character["name"]] = entry
         figure = grid(rows, tile=args.tile).quantize(256, dither=Image.Dither.NONE)  # a small PNG for docs
         figure.save(args.out / f"character-{character['name']}-{args.method}.png", optimize=True)
-    if args.framing_only:
+    if args.checks_only:
         return results
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text(table(results) + "\n", encoding="utf-8")
@@ -305,13 +322,13 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda (default: the GPU if there is one)")
     parser.add_argument("--quick", action="store_true", help="10 steps, 2 seeds, 4 denoising steps")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--framing-only", action="store_true",
+    parser.add_argument("--checks-only", action="store_true",
                         help="only the base model's low-noise error on each character's pictures")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.seeds, args.gen_steps, args.grid, args.class_images = 10, 2, 4, 2, 2
     args.out.mkdir(parents=True, exist_ok=True)
-    if (args.out / "home").exists() and not args.framing_only:
+    if (args.out / "home").exists() and not args.checks_only:
         raise SystemExit(f"{args.out} holds an earlier run; choose another --out")
     run(args)
 
