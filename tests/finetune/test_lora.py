@@ -199,3 +199,22 @@ def test_sd2_v_prediction_lora(home: Path, pictures: Path, tmp_path: Path) -> No
     plain = StableDiffusionPipeline.from_pretrained(home / "models" / "tiny-v", safety_checker=None)
     plain.load_lora_weights(str(result.path))
     assert any("lora_A" in name for name, _ in plain.unet.named_parameters())
+
+
+def test_training_on_a_painter_whose_loras_are_off_trains_the_same_lora(home: Path, pictures: Path) -> None:
+    """A painter that painted with a LoRA and then without one has its LoRA layers switched off; a LoRA
+    trained on that model afterwards must still train, to the very file a fresh model gives."""
+
+    def train(model: object, name: str) -> dict[str, torch.Tensor]:
+        cfg = config(home, pictures, token="zqchar", out=home / f"{name}.safetensors", run_dir=home / name)
+        return load_file(finetune(cfg, model=model, progress=False).path)  # type: ignore[arg-type]
+
+    reference = train(Painter.load("tiny", home=home).model, "fresh")
+    painter = Painter.load("tiny", home=home)
+    finetune(config(home, pictures), model=painter.model, progress=False)
+    painter.generate(GenerationParams(prompt="red disc", seed=0, steps=2, loras=(LoraRef("zqstyle", 1.0),)))
+    painter.generate(GenerationParams(prompt="red disc", seed=0, steps=2))  # LoRAs switched off
+    trained = train(painter.model, "after")
+    assert trained.keys() == reference.keys()
+    for key, tensor in reference.items():
+        torch.testing.assert_close(trained[key], tensor, atol=0, rtol=0)

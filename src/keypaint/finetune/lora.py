@@ -36,7 +36,8 @@ def add_lora(
         r=rank, lora_alpha=rank, init_lora_weights="gaussian", use_dora=use_dora,
         target_modules=TARGETS.get(targets, targets) if isinstance(targets, str) else targets,
     )
-    unet.add_adapter(config, adapter_name=ADAPTER)
+    unet.add_adapter(config, adapter_name=ADAPTER)  # the only active adapter now; a painter's stay loaded
+    unet.enable_adapters()  # layers a painter switched off (a request without LoRAs) would skip this one
     generator = torch.Generator().manual_seed(seed)
     params = []
     for name, p in unet.named_parameters():
