@@ -51,7 +51,7 @@ def test_learn_a_style_from_the_page_and_try_it(site: Running) -> None:
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(site.url)
         page.wait_for_selector("#learn-section[data-ready=true]")
-        assert page.locator("#learn-method").input_value() == "lora"
+        assert page.locator("#learn-method").input_value() == "auto"
         page.set_input_files("#learn-files", [
             {"name": "disc0.png", "mimeType": "image/png", "buffer": disc(0)},
             {"name": "disc0.txt", "mimeType": "text/plain", "buffer": b"red disc"},

@@ -21,8 +21,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from keypaint.core.adapter_layouts import LORA_ENDINGS, bundled_embeddings, layout, load_adapter
 from keypaint.core.params import GenerationParams, LoraRef, check_lora
@@ -33,6 +32,9 @@ from keypaint.models.hashing import file_sha256
 from keypaint.models.loaded import LoadedModel
 from keypaint.models.registry import keypaint_home
 from keypaint.prompts.embeddings import TextualInversion, mentioned
+
+if TYPE_CHECKING:
+    import torch
 
 LYCORIS = ("loha", "lokr")
 LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)
