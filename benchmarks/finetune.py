@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from keypaint.scorer.style_eval import picture_rows
+
 if TYPE_CHECKING:
     from keypaint import Painter
     from keypaint.scorer import Scorer
@@ -67,17 +69,7 @@ def in_style(image: Image.Image) -> bool:
     return colourfulness(image) < COLOURFUL and ink(image) >= MIN_INK
 
 
-def grid(rows: list[list[Image.Image]], tile: int = 64) -> Image.Image:
-    """Rows of pictures side by side (a 4 px white gap between rows)."""
-    columns = max(len(r) for r in rows)
-    out = Image.new("RGB", (columns * tile, len(rows) * (tile + 4) - 4), "white")
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            out.paste(
-                image.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS),
-                (c * tile, r * (tile + 4)),
-            )
-    return out
+grid = picture_rows  # rows of pictures side by side: the figure `keypaint eval style` writes too
 
 
 def paint(
